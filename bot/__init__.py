@@ -1,0 +1,1 @@
+"""The edges and the wiring: platforms, delivery, router, settings, the CLI and the composition root."""

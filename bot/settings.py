@@ -1,0 +1,132 @@
+"""Typed settings from the environment and ``.env``, nested per platform and connector.
+
+``SLACK_BOT_TOKEN`` lands in ``settings.slack.bot_token``: one ``_`` after the section name splits it.
+Read once through ``get_settings()``; nothing is read at import.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import ClassVar, Literal, Self
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.engine import DatabaseUrlError, async_url
+
+# Values copied from an example file or a tutorial instead of a real secret.
+_PLACEHOLDER = re.compile(
+    r"^(|changeme|change-me|secret|password|todo|xxx+|\.\.\.|<.*>|your[-_ ].*|.*[-_]here|"
+    r"xoxb-your.*|xapp-your.*|xoxb-x+.*|xapp-x+.*|replace[-_ ]?me.*)$",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder(value: str | None) -> bool:
+    """True for an empty value or one that looks copied from an example."""
+    return value is None or bool(_PLACEHOLDER.match(value.strip()))
+
+
+class _Section(BaseModel):
+    """A platform or connector; its ``secrets`` must be real when it is enabled."""
+
+    enabled: bool = False
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Self:
+        if self.enabled:
+            bad = [name for name in self.secret_fields if is_placeholder(getattr(self, name))]
+            if bad:
+                section = type(self).__name__.removesuffix("Settings").upper()
+                names = ", ".join(f"{section}_{n.upper()}" for n in bad)
+                raise ValueError(f"{section} is enabled but {names} is missing or a placeholder")
+        return self
+
+
+class SlackSettings(_Section):
+    """Slack: Socket Mode with bot + app tokens, or HTTP mode with a signing secret."""
+
+    bot_token: str = ""
+    app_token: str = ""
+    signing_secret: str = ""
+    api_url: str = "https://slack.com/api/"
+    command: str = "/cadence"
+    secret_fields = ("bot_token",)
+
+
+class FeishuSettings(_Section):
+    """Feishu / Lark: long connection by default, webhook when a verification token is set."""
+
+    app_id: str = ""
+    app_secret: str = ""
+    verification_token: str = ""
+    encrypt_key: str = ""
+    domain: str = "https://open.feishu.cn"
+    secret_fields = ("app_id", "app_secret")
+
+
+class DingtalkSettings(_Section):
+    """DingTalk: Stream mode with the app's client id and secret."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    robot_code: str = ""
+    api_url: str = "https://api.dingtalk.com"
+    secret_fields = ("client_id", "client_secret")
+
+
+class JiraSettings(_Section):
+    """Jira Cloud or Data Center as a task source."""
+
+    base_url: str = ""
+    email: str = ""
+    api_token: str = ""
+    secret_fields = ("base_url", "api_token")
+
+
+class Settings(BaseSettings):
+    """Everything Cadence reads from its environment; see .env.example for each setting."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    database_url: str = "sqlite:///cadence.db"
+    default_locale: Literal["zh-CN", "en"] = "zh-CN"
+    default_timezone: str = "Asia/Shanghai"
+    rituals_dir: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_message_chars: int = Field(default=20_000, ge=1_000)
+    snooze_minutes: int = Field(default=120, ge=5)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    slack: SlackSettings = SlackSettings()
+    feishu: FeishuSettings = FeishuSettings()
+    dingtalk: DingtalkSettings = DingtalkSettings()
+    jira: JiraSettings = JiraSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        try:
+            async_url(value)
+        except (DatabaseUrlError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def enabled_platforms(self) -> list[str]:
+        """Chat platforms switched on, in a fixed order."""
+        return [name for name in ("slack", "feishu", "dingtalk") if getattr(self, name).enabled]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings, read once per process."""
+    return Settings()

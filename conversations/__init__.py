@@ -1,0 +1,1 @@
+"""The product's rules, platform-free: rituals, the conversation engine, commands and messages."""

@@ -1,0 +1,169 @@
+"""SQLModel tables: the org, identities, rituals, cycles, conversation state, outbox, journal, audit.
+
+Timestamps are aware UTC datetimes (SQLModel stores them as UTC on both databases).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from storage.clock import utcnow
+
+
+class Person(SQLModel, table=True):
+    """One person in the org tree; never deleted, only deactivated."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True, index=True)
+    name: str = Field(max_length=200)
+    manager_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    department: str = Field(default="", max_length=200, index=True)
+    title: str = Field(default="", max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    country: str = Field(default="", max_length=8)
+    locale: str = Field(default="en", max_length=8)
+    # set by the person with `lang`; survives org re-imports, which only change `locale`
+    preferred_locale: str | None = Field(default=None, max_length=8)
+    roles: str = Field(default="employee", max_length=200)
+    active: bool = Field(default=True, index=True)
+    away_until: date | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Identity(SQLModel, table=True):
+    """A person's id on one platform or task source, per tenant."""
+
+    __table_args__ = (
+        UniqueConstraint("platform", "tenant", "external_id", name="uq_identity_external"),
+        UniqueConstraint("person_id", "platform", "tenant", name="uq_identity_person_platform"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    platform: str = Field(max_length=32)
+    tenant: str = Field(default="", max_length=128)
+    external_id: str = Field(max_length=256)
+    reachable: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RitualDefinition(SQLModel, table=True):
+    """The question set a cycle was started with, kept so old cycles stay readable."""
+
+    __table_args__ = (UniqueConstraint("key", "digest", name="uq_ritual_key_digest"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, index=True)
+    digest: str = Field(max_length=64)
+    body: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Cycle(SQLModel, table=True):
+    """One run of a ritual for one period (e.g. weekly_recap 2026-W48)."""
+
+    __table_args__ = (UniqueConstraint("ritual_key", "period", name="uq_cycle_ritual_period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ritual_key: str = Field(max_length=64)
+    ritual_id: int = Field(foreign_key="ritualdefinition.id")
+    period: str = Field(max_length=32)
+    status: str = Field(default="open", max_length=16, index=True)
+    scope: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    due_at: datetime | None = None
+    started_by_id: int | None = Field(default=None, foreign_key="person.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+
+
+class Assignment(SQLModel, table=True):
+    """One person's run of one ritual part in a cycle: the conversation state row."""
+
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "person_id", "subject_id", "part", name="uq_assignment"),
+        # at most one active conversation per person, enforced by the database itself
+        Index(
+            "uq_assignment_one_active",
+            "person_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index("ix_assignment_person_status", "person_id", "status"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id", index=True)
+    person_id: int = Field(foreign_key="person.id")
+    subject_id: int = Field(foreign_key="person.id")
+    part: str = Field(default="self", max_length=32)
+    status: str = Field(default="pending", max_length=16)
+    current_step: str | None = Field(default=None, max_length=64)
+    version: int = Field(default=0)
+    snoozed_until: datetime | None = None
+    reminders_sent: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    submitted_at: datetime | None = None
+
+
+class Answer(SQLModel, table=True):
+    """One answer to one named step; re-answering a step replaces it."""
+
+    __table_args__ = (UniqueConstraint("assignment_id", "step", name="uq_answer_step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    assignment_id: int = Field(foreign_key="assignment.id", index=True)
+    step: str = Field(max_length=64)
+    value: Any = Field(sa_column=Column(JSON, nullable=True))
+    skipped: bool = Field(default=False)
+    answered_at: datetime = Field(default_factory=utcnow)
+
+
+class Outbox(SQLModel, table=True):
+    """A message to deliver; the idempotency key says what it is, so it is never queued twice."""
+
+    __table_args__ = (Index("ix_outbox_due", "status", "due_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    platform: str = Field(max_length=32)
+    kind: str = Field(max_length=32)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # a row tied to a conversation state is dropped if the state moved on before it was sent
+    assignment_id: int | None = Field(default=None, foreign_key="assignment.id")
+    assignment_version: int | None = None
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = Field(default=0)
+    due_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    platform_message_id: str | None = Field(default=None, max_length=256)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class InboundEvent(SQLModel, table=True):
+    """The journal: every inbound event, written before it is processed; re-deliveries hit the key."""
+
+    __table_args__ = (
+        UniqueConstraint("platform", "event_id", name="uq_inbound_platform_event"),
+        Index("ix_inbound_unprocessed", "processed_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=32)
+    event_id: str = Field(max_length=256)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+    processed_at: datetime | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did or read what: every HR action and every read of another person's record."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor_id: int | None = Field(default=None, foreign_key="person.id")
+    action: str = Field(max_length=64, index=True)
+    subject_id: int | None = Field(default=None, foreign_key="person.id")
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
