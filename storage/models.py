@@ -100,6 +100,8 @@ class Assignment(SQLModel, table=True):
     part: str = Field(default="self", max_length=32)
     status: str = Field(default="pending", max_length=16)
     current_step: str | None = Field(default=None, max_length=64)
+    # set while the person changes one answer from the summary, so they return to it afterwards
+    return_to_summary: bool = Field(default=False)
     version: int = Field(default=0)
     snoozed_until: datetime | None = None
     reminders_sent: int = Field(default=0)
@@ -126,7 +128,9 @@ class Outbox(SQLModel, table=True):
     __table_args__ = (Index("ix_outbox_due", "status", "due_at"),)
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=200, unique=True)
-    person_id: int = Field(foreign_key="person.id", index=True)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    # the platform's own id for the recipient, when there is no person (e.g. an unknown user)
+    recipient: str | None = Field(default=None, max_length=256)
     platform: str = Field(max_length=32)
     kind: str = Field(max_length=32)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,56 @@
+"""The composition root: settings → database, rituals, engine, router, delivery and platforms."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.delivery import Delivery
+from bot.platforms.base import IncomingEvent, Platform
+from bot.router import Router
+from bot.settings import Settings
+from conversations.engine import Engine
+from conversations.ritual_loader import load_catalog
+from storage.engine import Database
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """One Cadence process: built here and nowhere else."""
+
+    def __init__(self, settings: Settings, *, platforms: dict[str, Platform]) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.catalog = load_catalog(settings.rituals_dir)
+        self.engine = Engine(self.catalog, snooze_minutes=settings.snooze_minutes)
+        self.router = Router(
+            self.db,
+            self.engine,
+            default_locale=settings.default_locale,
+            max_message_chars=settings.max_message_chars,
+        )
+        self.platforms = platforms
+        self.delivery = Delivery(self.db, platforms)
+
+    async def start(self) -> None:
+        """Migrate, finish what a crash left half-done, then connect the platforms."""
+        applied = await upgrade(self.db.engine)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        replayed = await self.router.replay_unprocessed()
+        if replayed:
+            log.warning("replayed %d events journaled before a crash", replayed)
+        for platform in self.platforms.values():
+            await platform.start(self.on_event)
+
+    async def on_event(self, event: IncomingEvent) -> None:
+        """Every platform hands its events here."""
+        await self.router.receive(event)
+        self.delivery.kick()
+
+    async def stop(self) -> None:
+        """Disconnect and close the database."""
+        for platform in self.platforms.values():
+            await platform.stop()
+        await self.db.dispose()

@@ -1,0 +1,161 @@
+"""Outbound path: claim due outbox rows, send them through their platform, record the result.
+
+A row is claimed by moving it to ``sending`` with a lease; a process that dies mid-send leaves the
+lease to run out and the row is sent again (the platform's idempotency key, where it has one, makes
+that harmless). Rows tied to a conversation state that moved on are dropped as obsolete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.platforms.base import Platform, SendError
+from conversations.messages import Message
+from storage import outbox, people
+from storage.clock import utcnow
+from storage.engine import Database
+from storage.outbox import OUT, OutboxRow
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 6
+
+
+def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter, in seconds."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class Delivery:
+    """Drains the outbox to the platforms; every process runs one."""
+
+    def __init__(self, db: Database, platforms: dict[str, Platform]) -> None:
+        self.db, self.platforms = db, platforms
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """Something was queued: look now instead of at the next tick."""
+        self._kick.set()
+
+    async def _claim(self, limit: int) -> list[OutboxRow]:
+        now = utcnow()
+        async with self.db.sessions() as session, session.begin():
+            stmt = (
+                select(OUT.c.id)
+                .where(
+                    OUT.c.platform.in_(list(self.platforms)),
+                    OUT.c.due_at <= now,
+                    or_(OUT.c.status == "pending", OUT.c.status == "sending"),
+                )
+                .order_by(OUT.c.due_at, OUT.c.id)
+                .limit(limit)
+            )
+            if self.db.backend == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            ids = [i for (i,) in (await session.execute(stmt)).all()]
+            if not ids:
+                return []
+            await session.execute(
+                update(OUT).where(OUT.c.id.in_(ids)).values(status="sending", due_at=now + LEASE)
+            )
+            rows = await session.execute(
+                select(
+                    OUT.c.id,
+                    OUT.c.idempotency_key,
+                    OUT.c.person_id,
+                    OUT.c.recipient,
+                    OUT.c.platform,
+                    OUT.c.kind,
+                    OUT.c.payload,
+                    OUT.c.assignment_id,
+                    OUT.c.assignment_version,
+                    OUT.c.attempts,
+                )
+                .where(OUT.c.id.in_(ids))
+                .order_by(OUT.c.id)
+            )
+            claimed = [OutboxRow(*r) for r in rows.all()]
+            stale = await outbox.obsolete_ids(session, rows=claimed)
+            for row_id in stale:
+                await outbox.mark(session, outbox_id=row_id, status="obsolete")
+        return [r for r in claimed if r.id not in stale]
+
+    async def drain_once(self, *, limit: int = 100) -> int:
+        """Send what is due now; returns how many rows were handled."""
+        rows = await self._claim(limit)
+        for row in rows:
+            await self._deliver(row)
+        return len(rows)
+
+    async def drain(self) -> int:
+        """Send until nothing is due (the console and tests use this after each event)."""
+        total = 0
+        while n := await self.drain_once():
+            total += n
+        return total
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        platform = self.platforms[row.platform]
+        message = Message.model_validate(row.payload)
+        async with self.db.sessions() as session, session.begin():
+            recipient = row.recipient
+            if recipient is None and row.person_id is not None:
+                recipient = await people.external_id(session, person_id=row.person_id, platform=row.platform)
+                if recipient is None and row.platform == "console":
+                    person = await people.by_id(session, person_id=row.person_id)
+                    recipient = person.email if person else None
+            earlier = None
+            if message.replaces:
+                earlier = await outbox.platform_message_id(session, idempotency_key=message.replaces)
+            if recipient is None:
+                await outbox.mark(
+                    session, outbox_id=row.id, status="dead", error="no identity on this platform"
+                )
+                return
+            try:
+                if earlier:
+                    await platform.update(recipient, earlier, message, key=row.idempotency_key)
+                    message_id = earlier
+                else:
+                    message_id = await platform.send(recipient, message, key=row.idempotency_key)
+            except SendError as exc:
+                await self._failed(session, row, exc, exc.retry_after, exc.permanent)
+                return
+            except Exception as exc:  # a bug or a network fault: retried, and recorded on the row
+                log.exception("sending outbox row %s failed", row.id)
+                await self._failed(session, row, exc, None, False)
+                return
+            await outbox.mark(session, outbox_id=row.id, status="sent", platform_message_id=message_id)
+
+    async def _failed(
+        self,
+        session: AsyncSession,
+        row: OutboxRow,
+        exc: Exception,
+        retry_after: float | None,
+        permanent: bool,
+    ) -> None:
+        if permanent or row.attempts + 1 >= MAX_ATTEMPTS:
+            await outbox.mark(session, outbox_id=row.id, status="dead", error=str(exc))
+            return
+        delay = retry_after if retry_after is not None else backoff(row.attempts)
+        retry_at = utcnow() + timedelta(seconds=delay)
+        await outbox.mark(session, outbox_id=row.id, status="pending", error=str(exc), retry_at=retry_at)
+
+    async def run(self, stop: asyncio.Event, *, tick: float = 1.0) -> None:
+        """Deliver until ``stop`` is set, waking on a kick or every ``tick`` seconds."""
+        while not stop.is_set():
+            try:
+                await self.drain()
+            except Exception:
+                log.exception("delivery pass failed; trying again")
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=tick)

@@ -1,0 +1,87 @@
+"""The small interface every chat platform implements, and the neutral inbound event."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from conversations.messages import Message
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """Something a person did on a platform, already parsed out of the platform's payload."""
+
+    platform: str
+    event_id: str
+    user_id: str
+    kind: Literal["text", "action"]
+    text: str = ""
+    action: str = ""
+    tenant: str = ""
+    email: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_payload(self, *, max_chars: int) -> dict[str, Any]:
+        """The journal's copy; text beyond ``max_chars`` is not kept (it would be refused anyway)."""
+        return {
+            "platform": self.platform,
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "kind": self.kind,
+            "text": self.text[: max_chars + 1],
+            "text_length": len(self.text),
+            "action": self.action[:2000],
+            "tenant": self.tenant,
+            "email": self.email,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> IncomingEvent:
+        """Rebuild an event from its journal copy (to replay it after a crash)."""
+        return cls(
+            platform=payload["platform"],
+            event_id=payload["event_id"],
+            user_id=payload["user_id"],
+            kind=payload["kind"],
+            text=payload.get("text", ""),
+            action=payload.get("action", ""),
+            tenant=payload.get("tenant", ""),
+            email=payload.get("email"),
+            extra={"text_length": payload.get("text_length", len(payload.get("text", "")))},
+        )
+
+
+EventHandler = Callable[[IncomingEvent], Awaitable[None]]
+
+
+class SendError(RuntimeError):
+    """A send failed; ``retry_after`` (seconds) when the platform said when to try again."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after, self.permanent = retry_after, permanent
+
+
+class Platform(ABC):
+    """A chat platform adapter: receive events, send and update messages."""
+
+    name: str
+
+    @abstractmethod
+    async def start(self, on_event: EventHandler) -> None:
+        """Connect and start handing events to ``on_event``."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Disconnect."""
+
+    @abstractmethod
+    async def send(self, recipient: str, message: Message, *, key: str) -> str:
+        """Send ``message`` to ``recipient``; returns the platform's message id."""
+
+    @abstractmethod
+    async def update(self, recipient: str, message_id: str, message: Message, *, key: str) -> None:
+        """Replace an earlier message (e.g. a question, now showing the saved answer)."""

@@ -1,0 +1,146 @@
+"""Inbound path: journal the event, then run it as a command or a conversation turn, in one transaction.
+
+The journal row is committed first (so the platform can be acknowledged and a crash loses nothing);
+the work and the messages it causes are committed together with the row's "processed" mark, so a
+replay after a crash redoes exactly the work that was lost, and the outbox keys make it send once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.platforms.base import IncomingEvent
+from conversations.command_parser import looks_like_command
+from conversations.commands import CommandContext, run_command
+from conversations.engine import Engine
+from conversations.i18n import t
+from conversations.messages import Action, Message, Tone
+from conversations.outgoing import Outgoing, PersonContext, Replies
+from storage import journal, outbox, people
+from storage.assignments import StaleStateError, holding_conversation
+from storage.engine import Database
+
+log = logging.getLogger(__name__)
+_ATTEMPTS = 3
+
+
+def outbox_rows(out: list[Outgoing], *, platform: str) -> list[dict[str, Any]]:
+    """Outbox rows for what the engine and commands produced."""
+    return [
+        {
+            "idempotency_key": o.key,
+            "person_id": o.person_id,
+            "platform": platform,
+            "kind": o.kind,
+            "payload": o.message.model_dump(mode="json"),
+            "assignment_id": o.assignment_id,
+            "assignment_version": o.assignment_version,
+            "due_at": o.due_at,
+            "recipient": o.recipient,
+        }
+        for o in out
+    ]
+
+
+class Router:
+    """Turns inbound events into state changes and outbox rows."""
+
+    def __init__(self, db: Database, engine: Engine, *, default_locale: str, max_message_chars: int) -> None:
+        self.db, self.engine = db, engine
+        self.default_locale, self.max_message_chars = default_locale, max_message_chars
+
+    async def receive(self, event: IncomingEvent) -> bool:
+        """Journal and process one event; False when it is a re-delivery of one already seen."""
+        payload = event.to_payload(max_chars=self.max_message_chars)
+        async with self.db.sessions() as session, session.begin():
+            journal_id = await journal.record(
+                session, platform=event.platform, event_id=event.event_id, payload=payload
+            )
+        if journal_id is None:
+            log.info("re-delivery of %s event %s ignored", event.platform, event.event_id)
+            return False
+        await self.process(journal_id, IncomingEvent.from_payload(payload))
+        return True
+
+    async def replay_unprocessed(self) -> int:
+        """Process events journaled before a crash but never processed; returns how many."""
+        async with self.db.sessions() as session:
+            pending = await journal.unprocessed(session)
+        for journal_id, _platform, payload in pending:
+            await self.process(journal_id, IncomingEvent.from_payload(payload))
+        return len(pending)
+
+    async def process(self, journal_id: int, event: IncomingEvent) -> None:
+        """Run one journaled event; a failure is recorded and answered, never swallowed."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self.db.sessions() as session, session.begin():
+                    out = await self._handle(session, journal_id, event)
+                    await outbox.enqueue(session, rows=outbox_rows(out, platform=event.platform))
+                    await journal.mark_processed(session, journal_id=journal_id)
+                return
+            except StaleStateError:
+                # someone else moved this conversation between our read and write: read again
+                log.info("conversation moved under event %s (attempt %d)", event.event_id, attempt)
+            except Exception as exc:
+                log.exception("event %s failed", event.event_id)
+                await self._record_failure(journal_id, event, exc)
+                return
+        await self._record_failure(journal_id, event, RuntimeError("conversation kept changing"))
+
+    async def _record_failure(self, journal_id: int, event: IncomingEvent, exc: Exception) -> None:
+        async with self.db.sessions() as session, session.begin():
+            person = await self._person(session, event)
+            locale = person.locale if person else self.default_locale
+            message = Message(text=t("router.failed", locale), tone=Tone.ERROR)
+            recipient = None if person else event.user_id
+            row = Outgoing(
+                person.id if person else None, f"in{journal_id}:failed", message, recipient=recipient
+            )
+            await outbox.enqueue(session, rows=outbox_rows([row], platform=event.platform))
+            await journal.mark_processed(session, journal_id=journal_id, error=f"{type(exc).__name__}: {exc}")
+
+    async def _person(self, session: AsyncSession, event: IncomingEvent) -> PersonContext | None:
+        person = await people.by_identity(
+            session, platform=event.platform, external_id=event.user_id, tenant=event.tenant
+        )
+        if person is None and event.email:
+            person = await people.by_email(session, email=event.email)
+        return person if person is not None and person.active else None
+
+    async def _handle(self, session: AsyncSession, journal_id: int, event: IncomingEvent) -> list[Outgoing]:
+        person = await self._person(session, event)
+        if person is None:
+            return [await self._unknown_user(session, journal_id, event)]
+        replies = Replies(f"in{journal_id}", person.id)
+        length = int(event.extra.get("text_length", len(event.text)))
+        if length > self.max_message_chars:
+            message = Message(
+                text=t(
+                    "chat.too_big", person.locale, length=f"{length:,}", limit=f"{self.max_message_chars:,}"
+                ),
+                tone=Tone.ERROR,
+            )
+            return [replies(message)]
+        if event.kind == "action":
+            action = Action.decode(event.action)
+            if action is None:
+                return [replies(Message(text=t("chat.already_answered", person.locale), tone=Tone.WARNING))]
+            return await self.engine.on_action(session, person=person, action=action, replies=replies)
+        if looks_like_command(event.text):
+            ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
+            return await run_command(ctx, event.text)
+        if await holding_conversation(session, person_id=person.id) is None:
+            ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
+            return await run_command(ctx, event.text)
+        return await self.engine.on_text(session, person=person, text=event.text, replies=replies)
+
+    async def _unknown_user(self, session: AsyncSession, journal_id: int, event: IncomingEvent) -> Outgoing:
+        admins = await people.hr_admins(session)
+        contact = ", ".join(f"{a.name} <{a.email}>" for a in admins[:3]) or "HR"
+        text = "\n".join(t("router.unknown_user", loc, contact=contact) for loc in ("zh-CN", "en"))
+        message = Message(text=text, tone=Tone.WARNING)
+        return Outgoing(None, f"in{journal_id}:unknown", message, recipient=event.user_id)

@@ -1,0 +1,126 @@
+"""Parse chat commands once for every platform: English words and their Chinese aliases."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from conversations.answers import normalize
+
+# canonical command → words people type for it
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "help": ("help", "?", "帮助", "菜单"),
+    "cycle": ("cycle", "cycles", "周期"),
+    "me": ("me", "my", "我", "我的"),
+    "lang": ("lang", "language", "语言"),
+    "view": ("view", "show", "查看"),
+}
+SUBCOMMANDS: dict[str, tuple[str, ...]] = {
+    "start": ("start", "open", "开始", "发起", "启动"),
+    "status": ("status", "progress", "状态", "进度"),
+    "remind": ("remind", "nudge", "提醒", "催办"),
+    "close": ("close", "end", "关闭", "结束"),
+}
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "dept": ("--dept", "--department", "--部门"),
+    "people": ("--people", "--person", "--人员"),
+    "due": ("--due", "--截止"),
+}
+_PREFIXES = ("/cadence", "/节拍", "cadence", "/")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed command: its canonical name, sub-command, positional words and options."""
+
+    name: str
+    sub: str | None = None
+    args: tuple[str, ...] = ()
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CommandError:
+    """Why a command could not be parsed: an i18n key and the values it names."""
+
+    key: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def _lookup(word: str, table: dict[str, tuple[str, ...]]) -> str | None:
+    w = word.lower()
+    return next((name for name, words in table.items() if w in words), None)
+
+
+def _tokens(text: str) -> list[str] | CommandError:
+    cleaned = normalize(text).replace("—", "--").replace("“", '"').replace("”", '"')
+    for prefix in _PREFIXES:
+        if cleaned.lower().startswith(prefix) and (
+            prefix == "/" or cleaned[len(prefix) : len(prefix) + 1] in ("", " ")
+        ):
+            cleaned = cleaned[len(prefix) :].strip()
+            break
+    try:
+        return shlex.split(cleaned)
+    except ValueError:
+        return CommandError("cmd.unbalanced_quote")
+
+
+def looks_like_command(text: str) -> bool:
+    """Whether ``text`` is meant as a command rather than an answer to a question.
+
+    "me and Bob shipped it" is an answer, so a command word only counts with the arguments its
+    command takes; anything starting with "/" is always a command.
+    """
+    if normalize(text).startswith("/"):
+        return True
+    parsed = parse_command(text)
+    if isinstance(parsed, CommandError):
+        return parsed.key not in ("cmd.unknown", "cmd.unbalanced_quote")
+    arity = {"help": (0, 0), "me": (0, 0), "lang": (1, 1), "view": (1, 2), "cycle": (0, 9)}
+    low, high = arity[parsed.name]
+    if parsed.name == "view" and "@" not in (parsed.args[0] if parsed.args else ""):
+        return False
+    return low <= len(parsed.args) <= high
+
+
+def parse_command(text: str) -> Command | CommandError:
+    """A command, or what is wrong with it."""
+    tokens = _tokens(text)
+    if isinstance(tokens, CommandError):
+        return tokens
+    if not tokens:
+        return Command("help")
+    name = _lookup(tokens[0], COMMANDS)
+    if name is None:
+        return CommandError("cmd.unknown", {"word": tokens[0][:40]})
+    rest = tokens[1:]
+    sub = None
+    if name == "cycle":
+        if not rest:
+            return CommandError("cmd.cycle_needs_sub")
+        sub = _lookup(rest[0], SUBCOMMANDS)
+        if sub is None:
+            return CommandError("cmd.unknown_sub", {"word": rest[0][:40]})
+        rest = rest[1:]
+    args: list[str] = []
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        if token.startswith("--"):
+            key, _, inline = token.partition("=")
+            option = _lookup(key, OPTIONS)
+            if option is None:
+                return CommandError("cmd.unknown_option", {"option": key[:40]})
+            if inline:
+                options[option] = inline
+            elif i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+                options[option] = rest[i + 1]
+                i += 1
+            else:
+                return CommandError("cmd.option_needs_value", {"option": key})
+        else:
+            args.append(token)
+        i += 1
+    return Command(name, sub, tuple(args), options)

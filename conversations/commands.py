@@ -1,0 +1,253 @@
+"""Run a parsed command for a person: help, cycle start/status/remind/close, me, lang, view."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations import cycle_service, status_views
+from conversations.command_parser import Command, CommandError, parse_command
+from conversations.engine import Engine
+from conversations.i18n import normalize_locale, t
+from conversations.messages import Message, Tone
+from conversations.outgoing import Outgoing, PersonContext, Replies
+from conversations.periods import default_due, end_of_day, parse_due, period_label
+from storage import audit, cycles, people
+from storage.clock import utcnow
+from storage.models import Cycle
+
+
+@dataclass
+class CommandContext:
+    """Everything a command handler may use."""
+
+    session: AsyncSession
+    person: PersonContext
+    replies: Replies
+    engine: Engine
+
+    def say(self, key: str, tone: Tone = Tone.PLAIN, **values: object) -> list[Outgoing]:
+        """One reply in the person's language."""
+        return [self.replies(Message(text=t(key, self.person.locale, **values), tone=tone))]
+
+
+Handler = Callable[[CommandContext, Command], Awaitable[list[Outgoing]]]
+
+
+async def run_command(ctx: CommandContext, text: str) -> list[Outgoing]:
+    """Parse and run ``text``; every failure becomes a reply naming what was wrong."""
+    parsed = parse_command(text)
+    if isinstance(parsed, CommandError):
+        return ctx.say(parsed.key, Tone.ERROR, **parsed.values)
+    key = f"{parsed.name}.{parsed.sub}" if parsed.sub else parsed.name
+    return await HANDLERS[key](ctx, parsed)
+
+
+async def _help(ctx: CommandContext, _: Command) -> list[Outgoing]:
+    sections = ["cmd.help_everyone"]
+    if await people.reports_of(ctx.session, manager_id=ctx.person.id):
+        sections.append("cmd.help_manager")
+    if ctx.person.is_hr:
+        sections.append("cmd.help_hr")
+    text = "\n\n".join(t(s, ctx.person.locale) for s in sections)
+    return [ctx.replies(Message(title=t("cmd.help_title", ctx.person.locale), text=text))]
+
+
+async def _refuse(ctx: CommandContext, action: str, needed: str) -> list[Outgoing]:
+    await audit.write(
+        ctx.session, actor_id=ctx.person.id, action=f"{action}.refused", detail={"needed": needed}
+    )
+    return ctx.say("cmd.not_allowed", Tone.ERROR, role=t(f"cmd.role_{needed}", ctx.person.locale))
+
+
+def _split_list(raw: str | None) -> list[str]:
+    return [x.strip() for x in (raw or "").replace("，", ",").split(",") if x.strip()]
+
+
+async def _cycle_start(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    if not ctx.person.is_hr:
+        return await _refuse(ctx, "cycle.start", "hr")
+    if len(cmd.args) != 1:
+        return ctx.say("cmd.start_usage", Tone.ERROR)
+    ritual = ctx.engine.catalog.find(cmd.args[0])
+    if ritual is None:
+        return ctx.say("cmd.unknown_ritual", Tone.ERROR, word=cmd.args[0][:40])
+    now = utcnow()
+    local_today = now.astimezone(ZoneInfo(ctx.person.timezone)).date()
+    due_at = default_due(now, days=ritual.due_days, timezone=ctx.person.timezone)
+    if "due" in cmd.options:
+        day = parse_due(cmd.options["due"], today=local_today)
+        if day is None:
+            return ctx.say("cmd.bad_due", Tone.ERROR, value=cmd.options["due"][:40])
+        if day < local_today:
+            return ctx.say("cmd.due_past", Tone.ERROR, value=day.isoformat())
+        due_at = end_of_day(day, ctx.person.timezone)
+    departments, emails = (
+        _split_list(cmd.options.get("dept")),
+        [e.lower() for e in _split_list(cmd.options.get("people"))],
+    )
+    scoped = await cycles.people_in_scope(ctx.session, departments=departments, emails=emails)
+    unknown = sorted(set(emails) - {p.email for p in scoped})
+    if unknown:
+        return ctx.say("cmd.unknown_people", Tone.ERROR, emails=", ".join(unknown[:10]))
+    empty_depts = [d for d in departments if not any(p.department.lower() == d.lower() for p in scoped)]
+    if empty_depts:
+        return ctx.say("cmd.unknown_dept", Tone.ERROR, dept=", ".join(empty_depts))
+    if not scoped:
+        return ctx.say("cmd.nobody_in_scope", Tone.ERROR)
+    scope = {"departments": departments, "people": emails}
+    result = await cycle_service.start_cycle(
+        ctx.session,
+        engine=ctx.engine,
+        ritual=ritual,
+        period=period_label(ritual.period, local_today),
+        people_ids=[p.id for p in scoped],
+        due_at=due_at,
+        started_by_id=ctx.person.id,
+        scope=scope,
+    )
+    cycle = result.cycle
+    await audit.write(
+        ctx.session,
+        actor_id=ctx.person.id,
+        action="cycle.start",
+        detail={
+            "cycle": cycle.id,
+            "ritual": ritual.key,
+            "period": cycle.period,
+            "added": result.added,
+            **scope,
+        },
+    )
+    due_text = (cycle.due_at or due_at).astimezone(ZoneInfo(ctx.person.timezone)).strftime("%Y-%m-%d")
+    key = "cmd.started" if result.created else "cmd.extended"
+    reply = ctx.say(
+        key,
+        Tone.SUCCESS,
+        id=cycle.id,
+        title=ritual.title.get(ctx.person.locale),
+        period=cycle.period,
+        added=result.added,
+        already=result.already,
+        started=result.started,
+        queued=result.queued,
+        due=due_text,
+    )
+    return result.out + reply
+
+
+async def _cycle_by_arg(ctx: CommandContext, cmd: Command) -> Cycle | list[Outgoing]:
+    if len(cmd.args) != 1 or not cmd.args[0].lstrip("#").isdigit():
+        return ctx.say("cmd.needs_cycle_id", Tone.ERROR, sub=cmd.sub or "")
+    cycle = await cycles.get_cycle(ctx.session, cycle_id=int(cmd.args[0].lstrip("#")))
+    if cycle is None:
+        return ctx.say("cmd.no_such_cycle", Tone.ERROR, id=cmd.args[0].lstrip("#"))
+    return cycle
+
+
+async def _cycle_remind(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    if not ctx.person.is_hr:
+        return await _refuse(ctx, "cycle.remind", "hr")
+    cycle = await _cycle_by_arg(ctx, cmd)
+    if isinstance(cycle, list):
+        return cycle
+    if cycle.status != "open":
+        return ctx.say("cmd.cycle_closed", Tone.ERROR, id=cycle.id)
+    out = await cycle_service.remind_cycle(ctx.session, engine=ctx.engine, cycle=cycle)
+    await audit.write(
+        ctx.session,
+        actor_id=ctx.person.id,
+        action="cycle.remind",
+        detail={"cycle": cycle.id, "sent": len(out)},
+    )
+    return out + ctx.say("cmd.reminded", Tone.SUCCESS, id=cycle.id, count=len(out))
+
+
+async def _cycle_close(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    if not ctx.person.is_hr:
+        return await _refuse(ctx, "cycle.close", "hr")
+    cycle = await _cycle_by_arg(ctx, cmd)
+    if isinstance(cycle, list):
+        return cycle
+    if cycle.status != "open":
+        return ctx.say("cmd.cycle_closed", Tone.ERROR, id=cycle.id)
+    out = await cycle_service.close_cycle(ctx.session, engine=ctx.engine, cycle=cycle)
+    rows = await cycles.completion(ctx.session, cycle_id=cycle.id or 0)
+    done = sum(1 for r in rows if r.status == "submitted")
+    await audit.write(
+        ctx.session,
+        actor_id=ctx.person.id,
+        action="cycle.close",
+        detail={"cycle": cycle.id, "submitted": done},
+    )
+    return out + ctx.say("cmd.closed", Tone.SUCCESS, id=cycle.id, done=done, total=len(rows))
+
+
+async def _cycle_status(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    reports = await people.reports_of(ctx.session, manager_id=ctx.person.id)
+    if not ctx.person.is_hr and not reports:
+        return await _refuse(ctx, "cycle.status", "manager")
+    visible = None if ctx.person.is_hr else reports
+    if cmd.args:
+        cycle = await _cycle_by_arg(ctx, cmd)
+        if isinstance(cycle, list):
+            return cycle
+        message = await status_views.cycle_detail(ctx.session, ctx.engine, cycle, ctx.person.locale, visible)
+    else:
+        message = await status_views.open_cycles(ctx.session, ctx.engine, ctx.person.locale, visible)
+    await audit.write(
+        ctx.session,
+        actor_id=ctx.person.id,
+        action="cycle.status",
+        detail={"cycle": cmd.args[0] if cmd.args else "open"},
+    )
+    return [ctx.replies(message)]
+
+
+async def _me(ctx: CommandContext, _: Command) -> list[Outgoing]:
+    return [ctx.replies(await status_views.my_rituals(ctx.session, ctx.engine, ctx.person))]
+
+
+async def _lang(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    word = cmd.args[0] if len(cmd.args) == 1 else ""
+    locale = normalize_locale(word, default="")
+    if not locale:
+        return ctx.say("cmd.lang_usage", Tone.ERROR, value=word[:20])
+    await people.set_preferred_locale(ctx.session, person_id=ctx.person.id, locale=locale)
+    return [ctx.replies(Message(text=t("cmd.lang_set", locale), tone=Tone.SUCCESS))]
+
+
+async def _view(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    if not cmd.args:
+        return ctx.say("cmd.view_usage", Tone.ERROR)
+    subject = await people.by_email(ctx.session, email=cmd.args[0])
+    if subject is None:
+        return ctx.say("cmd.unknown_people", Tone.ERROR, emails=cmd.args[0][:80])
+    allowed = ctx.person.is_hr or subject.id in await people.reports_of(ctx.session, manager_id=ctx.person.id)
+    if not allowed and subject.id != ctx.person.id:
+        return await _refuse(ctx, "record.read", "manager")
+    await audit.write(
+        ctx.session,
+        actor_id=ctx.person.id,
+        action="record.read",
+        subject_id=subject.id,
+        detail={"via": "view"},
+    )
+    return [
+        ctx.replies(await status_views.person_answers(ctx.session, ctx.engine, subject, ctx.person.locale))
+    ]
+
+
+HANDLERS: dict[str, Handler] = {
+    "help": _help,
+    "cycle.start": _cycle_start,
+    "cycle.status": _cycle_status,
+    "cycle.remind": _cycle_remind,
+    "cycle.close": _cycle_close,
+    "me": _me,
+    "lang": _lang,
+    "view": _view,
+}

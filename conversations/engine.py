@@ -1,0 +1,440 @@
+"""The conversation engine: a persisted state machine per assignment.
+
+Each handler reads the state row, decides, and writes the answer, the new state and the messages
+that follow in the caller's transaction. The state row carries a version: an update made against
+an old version fails, so a double click or a second process cannot corrupt a conversation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations import prompts
+from conversations.answers import Accepted, parse_answer
+from conversations.control import Control, ControlWord, parse_control, snooze_until
+from conversations.i18n import t
+from conversations.messages import Action, Field_, Message, Tone
+from conversations.outgoing import Outgoing, PersonContext, Replies
+from conversations.prompts import EDIT, SUMMARY
+from conversations.ritual_loader import RitualCatalog
+from conversations.ritual_model import Part, Ritual, Step
+from storage import assignments as store
+from storage import audit, people
+from storage.assignments import ConversationRow
+from storage.clock import utcnow
+from storage.cycles import ritual_body
+
+
+class Engine:
+    """Runs ritual conversations; platform-free, stateless between calls except for caches."""
+
+    def __init__(self, catalog: RitualCatalog, *, snooze_minutes: int = 120) -> None:
+        self.catalog = catalog
+        self.snooze_minutes = snooze_minutes
+        self._rituals: dict[int, Ritual] = {}
+
+    async def ritual(self, session: AsyncSession, ritual_id: int) -> Ritual:
+        """The question set a cycle runs on (stored with the cycle; cached, it never changes)."""
+        if ritual_id not in self._rituals:
+            self._rituals[ritual_id] = Ritual.model_validate(await ritual_body(session, ritual_id=ritual_id))
+        return self._rituals[ritual_id]
+
+    # ---- entry points -------------------------------------------------------------------------
+
+    async def on_text(
+        self, session: AsyncSession, *, person: PersonContext, text: str, replies: Replies
+    ) -> list[Outgoing]:
+        """A typed message from someone with a conversation in progress (or not)."""
+        conv = await store.holding_conversation(session, person_id=person.id)
+        if conv is None:
+            return [replies(Message(text=t("chat.nothing_open", person.locale), tone=Tone.PLAIN))]
+        turn = await self._turn(session, conv, person, replies)
+        control = parse_control(text)
+        if conv.status != "active":
+            if control is not None and control.control in (Control.STOP, Control.LATER):
+                return await turn.control(control)
+            await turn.reactivate()
+            if control is not None and control.control is Control.RESUME:
+                return await turn.ask()
+        return await turn.handle_text(text, control)
+
+    async def on_action(
+        self, session: AsyncSession, *, person: PersonContext, action: Action, replies: Replies
+    ) -> list[Outgoing]:
+        """A button click; ``action`` names the assignment, step and version it was made for."""
+        conv = await store.get_conversation(session, assignment_id=action.assignment_id)
+        stale = (
+            conv is None
+            or conv.person_id != person.id
+            or conv.status not in store.HOLDING
+            or conv.current_step != action.step
+        )
+        if stale or conv is None:
+            return [
+                replies(
+                    Message(text=t("chat.already_answered", person.locale), tone=Tone.WARNING, ephemeral=True)
+                )
+            ]
+        turn = await self._turn(session, conv, person, replies)
+        if conv.status != "active":
+            await turn.reactivate()
+        return await turn.handle_text(action.value, None, clicked=True)
+
+    async def start_next(
+        self, session: AsyncSession, *, person: PersonContext, key_prefix: str
+    ) -> list[Outgoing]:
+        """Start the person's next queued ritual if nothing else is in progress."""
+        if await store.holds_slot(session, person_id=person.id):
+            return []
+        conv = await store.next_pending(session, person_id=person.id)
+        if conv is None:
+            return []
+        turn = await self._turn(session, conv, person, Replies(key_prefix, person.id))
+        return await turn.begin()
+
+    async def _turn(
+        self, session: AsyncSession, conv: ConversationRow, person: PersonContext, replies: Replies
+    ) -> Turn:
+        ritual = await self.ritual(session, conv.ritual_id)
+        subject = person.name
+        if conv.subject_id != conv.person_id:
+            subject, _ = await store.person_locale(session, person_id=conv.subject_id)
+        return Turn(self, session, conv, person, ritual, subject, replies)
+
+
+class Turn:
+    """One step of one conversation: the state read at the start and what the step produces."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        session: AsyncSession,
+        conv: ConversationRow,
+        person: PersonContext,
+        ritual: Ritual,
+        subject: str,
+        replies: Replies,
+    ) -> None:
+        self.engine, self.session, self.conv, self.person = engine, session, conv, person
+        self.ritual, self.part, self.subject, self.replies = ritual, ritual.part(conv.part), subject, replies
+        self.locale = person.locale
+        self.version = conv.version
+        self.step_id = conv.current_step
+        self.out: list[Outgoing] = []
+
+    # ---- state changes ------------------------------------------------------------------------
+
+    async def _move(self, status: str, step: str | None, **kwargs: Any) -> None:
+        self.version = await store.move(
+            self.session,
+            assignment_id=self.conv.id,
+            expected_version=self.version,
+            status=status,
+            current_step=step,
+            **kwargs,
+        )
+        self.step_id = step
+
+    async def reactivate(self) -> None:
+        """Back from ``later`` or ``stop``: the conversation continues where it was."""
+        await self._move("active", self.step_id, started=True)
+
+    async def begin(self) -> list[Outgoing]:
+        """Open a pending assignment: the intro, then the first question."""
+        first = self.part.steps[0]
+        await self._move("active", first.id, started=True)
+        alongside = await self._alongside()
+        message = prompts.intro(
+            self.ritual,
+            self.part,
+            assignment_id=self.conv.id,
+            locale=self.locale,
+            subject=self.subject,
+            alongside=alongside,
+        )
+        self._emit(f"a{self.conv.id}:intro", message, kind="intro")
+        return await self.ask()
+
+    async def _alongside(self) -> tuple[Field_, ...]:
+        """For a manager's part, the subject's own answers to the first part, shown beside it."""
+        if self.part.audience != "manager":
+            return ()
+        own = await store.find_assignment(
+            self.session,
+            cycle_id=self.conv.cycle_id,
+            person_id=self.conv.subject_id,
+            subject_id=self.conv.subject_id,
+            part=self.ritual.parts[0].id,
+        )
+        if own is None:
+            return ()
+        answers = await store.answers_for(self.session, assignment_id=own)
+        await audit.write(
+            self.session,
+            actor_id=self.person.id,
+            action="record.read",
+            subject_id=self.conv.subject_id,
+            detail={"assignment": own, "why": "manager assessment"},
+        )
+        return prompts.answer_fields(self.ritual.parts[0], answers, self.locale, self.subject)
+
+    # ---- messages -----------------------------------------------------------------------------
+
+    def _emit(self, key: str, message: Message, *, kind: str, tied: bool = True, due_at: Any = None) -> None:
+        self.out.append(
+            Outgoing(
+                self.person.id,
+                key,
+                message,
+                kind=kind,
+                assignment_id=self.conv.id if tied else None,
+                assignment_version=self.version if tied else None,
+                due_at=due_at,
+            )
+        )
+
+    def _reply(self, text: str, tone: Tone = Tone.PLAIN) -> list[Outgoing]:
+        return [*self.out, self.replies(Message(text=text, tone=tone))]
+
+    def _step(self) -> Step:
+        step = self.part.step(self.step_id or "")
+        assert step is not None, f"assignment {self.conv.id} is at unknown step {self.step_id!r}"
+        return step
+
+    async def ask(self, *, reason: str | None = None, current: Any = None) -> list[Outgoing]:
+        """Show what the conversation is at: a question, the summary or the edit chooser.
+
+        With ``reason`` it is a re-ask after a refused answer: a reply, not a new state.
+        """
+        if self.step_id == SUMMARY:
+            out = await self._ask_summary()
+            return [*out, self.replies(Message(text=reason, tone=Tone.WARNING))] if reason else out
+        if self.step_id == EDIT:
+            message = prompts.edit_chooser(
+                self.part,
+                assignment_id=self.conv.id,
+                version=self.version,
+                locale=self.locale,
+                subject=self.subject,
+            )
+            self._emit(prompts.prompt_key(self.conv.id, self.version, EDIT), message, kind="prompt")
+            return self.out
+        message = prompts.question(
+            self.ritual,
+            self.part,
+            self._step(),
+            assignment_id=self.conv.id,
+            version=self.version,
+            locale=self.locale,
+            subject=self.subject,
+            current=current,
+            reason=reason,
+        )
+        if reason:
+            return [*self.out, self.replies(message)]
+        self._emit(prompts.prompt_key(self.conv.id, self.version, self._step().id), message, kind="prompt")
+        return self.out
+
+    async def _ask_summary(self) -> list[Outgoing]:
+        answers = await store.answers_for(self.session, assignment_id=self.conv.id)
+        message = prompts.summary(
+            self.ritual,
+            self.part,
+            answers,
+            assignment_id=self.conv.id,
+            version=self.version,
+            locale=self.locale,
+            subject=self.subject,
+        )
+        self._emit(prompts.prompt_key(self.conv.id, self.version, SUMMARY), message, kind="prompt")
+        return self.out
+
+    # ---- what the person said -----------------------------------------------------------------
+
+    async def handle_text(
+        self, text: str, control: ControlWord | None, *, clicked: bool = False
+    ) -> list[Outgoing]:
+        """Route one message or click at the current state."""
+        if self.step_id == SUMMARY:
+            return await self._at_summary(text, control, clicked)
+        if self.step_id == EDIT:
+            return await self._at_edit(text, control)
+        if control is not None and control.control not in (Control.SUBMIT, Control.EDIT):
+            return await self.control(control)
+        return await self._answer(text)
+
+    async def control(self, word: ControlWord) -> list[Outgoing]:
+        """skip, back, later, stop, resume at a question."""
+        handlers = {
+            Control.SKIP: self._skip,
+            Control.BACK: self._back,
+            Control.LATER: lambda: self._later(word.argument),
+            Control.STOP: self._stop,
+            Control.RESUME: self._resume,
+        }
+        return await handlers[word.control]()
+
+    async def _answer(self, text: str) -> list[Outgoing]:
+        step = self._step()
+        result = parse_answer(step, text, self.locale)
+        if not isinstance(result, Accepted):
+            return await self.ask(reason=result.reason)
+        return await self._store_and_advance(step, result.value, skipped=False)
+
+    async def _store_and_advance(self, step: Step, value: Any, *, skipped: bool) -> list[Outgoing]:
+        asked_key = prompts.prompt_key(self.conv.id, self.version, step.id)
+        await store.save_answer(
+            self.session, assignment_id=self.conv.id, step=step.id, value=value, skipped=skipped
+        )
+        following = self.part.next_step(step.id)
+        target = SUMMARY if self.conv.return_to_summary or following is None else following.id
+        await self._move("active", target)
+        saved = prompts.saved(step, value, locale=self.locale, subject=self.subject, replaces=asked_key)
+        self._emit(f"{asked_key}:saved", saved, kind="update", tied=False)
+        return await self.ask()
+
+    async def _skip(self) -> list[Outgoing]:
+        step = self._step()
+        if step.required:
+            return await self.ask(reason=t("chat.required", self.locale))
+        return await self._store_and_advance(step, None, skipped=True)
+
+    async def _back(self) -> list[Outgoing]:
+        previous = self.part.previous_step(self._step().id)
+        if previous is None:
+            return await self.ask(reason=t("chat.at_first", self.locale))
+        await self._move("active", previous.id)
+        answers = await store.answers_for(self.session, assignment_id=self.conv.id)
+        return await self.ask(current=answers.get(previous.id, (None, True))[0])
+
+    async def _later(self, argument: str) -> list[Outgoing]:
+        until = snooze_until(
+            argument, now=utcnow(), timezone=self.person.timezone, default_minutes=self.engine.snooze_minutes
+        )
+        if until is None:
+            return self._reply(t("chat.bad_duration", self.locale), Tone.WARNING)
+        await self._move("snoozed", self.step_id, snoozed_until=until)
+        local = until.astimezone(ZoneInfo(self.person.timezone)).strftime("%m-%d %H:%M")
+        reminder = Message(
+            text=t("chat.snooze_over", self.locale, title=self.ritual.title.get(self.locale)),
+            hint=t("chat.resume_hint", self.locale),
+            tone=Tone.PROMPT,
+        )
+        self._emit(f"a{self.conv.id}:v{self.version}:snooze", reminder, kind="reminder", due_at=until)
+        return self._reply(t("chat.snoozed", self.locale, when=local))
+
+    async def _stop(self) -> list[Outgoing]:
+        await self._move("paused", self.step_id)
+        return self._reply(t("chat.paused", self.locale, title=self.ritual.title.get(self.locale)))
+
+    async def _resume(self) -> list[Outgoing]:
+        return await self.ask()
+
+    async def _at_summary(self, text: str, control: ControlWord | None, clicked: bool) -> list[Outgoing]:
+        raw = text.strip().lower()
+        if (control is not None and control.control is Control.SUBMIT) or raw in ("submit", "1"):
+            return await self._submit()
+        if control is not None and control.control is Control.EDIT and control.argument:
+            return await self._edit_step(int(control.argument))
+        if (control is not None and control.control is Control.EDIT) or raw in ("edit", "2"):
+            await self._move("active", EDIT)
+            return await self.ask()
+        if control is not None and control.control in (
+            Control.BACK,
+            Control.LATER,
+            Control.STOP,
+            Control.RESUME,
+        ):
+            if control.control is Control.BACK:
+                await self._move("active", self.part.steps[-1].id)
+                return await self.ask()
+            return await self.control(control)
+        return await self.ask(reason=t("chat.summary_expected", self.locale))
+
+    async def _at_edit(self, text: str, control: ControlWord | None) -> list[Outgoing]:
+        raw = text.strip()
+        if self.part.step(raw) is not None:
+            return await self._edit_step([s.id for s in self.part.steps].index(raw) + 1)
+        if raw.isdigit():
+            return await self._edit_step(int(raw))
+        if control is not None and control.control is Control.EDIT and control.argument:
+            return await self._edit_step(int(control.argument))
+        if control is not None and control.control in (Control.BACK, Control.STOP, Control.LATER):
+            if control.control is Control.BACK:
+                await self._move("active", SUMMARY)
+                return await self._ask_summary()
+            return await self.control(control)
+        return self._reply(t("chat.edit_number", self.locale, count=len(self.part.steps)), Tone.WARNING)
+
+    async def _edit_step(self, number: int) -> list[Outgoing]:
+        if not 1 <= number <= len(self.part.steps):
+            return self._reply(t("chat.edit_number", self.locale, count=len(self.part.steps)), Tone.WARNING)
+        step = self.part.steps[number - 1]
+        await self._move("active", step.id, return_to_summary=True)
+        answers = await store.answers_for(self.session, assignment_id=self.conv.id)
+        return await self.ask(current=answers.get(step.id, (None, True))[0])
+
+    async def _submit(self) -> list[Outgoing]:
+        missing = await self._missing_required()
+        if missing:
+            step = self.part.steps[missing[0]]
+            await self._move("active", step.id, return_to_summary=True)
+            return await self.ask(reason=t("chat.missing_required", self.locale, n=missing[0] + 1))
+        summary_key = prompts.prompt_key(self.conv.id, self.version, SUMMARY)
+        await self._move("submitted", None, submitted=True)
+        done = Message(
+            title=prompts._title(self.ritual, self.part, self.locale, self.subject),
+            text=t("chat.submitted", self.locale, title=self.ritual.title.get(self.locale)),
+            tone=Tone.SUCCESS,
+            replaces=summary_key,
+        )
+        self._emit(f"a{self.conv.id}:submitted", done, kind="update", tied=False)
+        await self._after_submit()
+        return self.out + await self.engine.start_next(
+            self.session, person=self.person, key_prefix=f"a{self.conv.id}:next"
+        )
+
+    async def _missing_required(self) -> list[int]:
+        answers = await store.answers_for(self.session, assignment_id=self.conv.id)
+        return [
+            i
+            for i, step in enumerate(self.part.steps)
+            if step.required and (step.id not in answers or answers[step.id][1])
+        ]
+
+    async def _after_submit(self) -> None:
+        """A submitted self-part opens the manager's part, about this person, for their manager."""
+        index = [p.id for p in self.ritual.parts].index(self.part.id)
+        if self.part.audience != "self" or index + 1 >= len(self.ritual.parts):
+            return
+        following: Part = self.ritual.parts[index + 1]
+        manager = await people.manager_of(self.session, person_id=self.conv.subject_id)
+        if manager is None:
+            return
+        created = await store.create_assignment(
+            self.session,
+            cycle_id=self.conv.cycle_id,
+            person_id=manager.id,
+            subject_id=self.conv.subject_id,
+            part=following.id,
+        )
+        if created is None:
+            return
+        started = await self.engine.start_next(
+            self.session, person=manager, key_prefix=f"a{self.conv.id}:mgr"
+        )
+        if started:
+            self.out.extend(started)
+            return
+        queued = t(
+            "chat.manager_part_queued",
+            manager.locale,
+            name=self.subject,
+            title=self.ritual.title.get(manager.locale),
+        )
+        self.out.append(
+            Outgoing(manager.id, f"a{self.conv.id}:mgr:queued", Message(text=queued), kind="notice")
+        )

@@ -1,0 +1,41 @@
+"""What the engine and the command handlers ask to be sent; the router puts it in the outbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from conversations.messages import Message
+from storage.people import PersonRow
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for one person, with the key that makes it unique and the state it belongs to."""
+
+    person_id: int | None
+    key: str
+    message: Message
+    kind: str = "reply"
+    # tie a prompt to the state it was made for: if the state moves on first, it is not sent
+    assignment_id: int | None = None
+    assignment_version: int | None = None
+    due_at: datetime | None = None
+    # the platform's own user id, for someone who is not (yet) a person in the org data
+    recipient: str | None = None
+
+
+# Who is talking, as the engine and commands need it (a plain record read by storage).
+PersonContext = PersonRow
+
+
+class Replies:
+    """Numbered reply keys for one inbound event, so replaying the event never sends twice."""
+
+    def __init__(self, prefix: str, person_id: int) -> None:
+        self._prefix, self._person_id, self._n = prefix, person_id, 0
+
+    def __call__(self, message: Message) -> Outgoing:
+        """An Outgoing reply with the next key."""
+        self._n += 1
+        return Outgoing(self._person_id, f"{self._prefix}:r{self._n}", message)

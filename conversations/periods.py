@@ -1,0 +1,46 @@
+"""Period labels and due dates: which week, month or quarter a cycle belongs to, in local time."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+def period_label(period: str, local_day: date) -> str:
+    """``2026-W48``, ``2026-11`` or ``2026-Q4`` for the day given."""
+    if period == "week":
+        year, week, _ = local_day.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return f"{local_day.year}-{local_day.month:02d}"
+    return f"{local_day.year}-Q{(local_day.month - 1) // 3 + 1}"
+
+
+_DATE = re.compile(r"^(?:(\d{4})[-/.年])?(\d{1,2})[-/.月](\d{1,2})日?$")
+
+
+def parse_due(text: str, *, today: date) -> date | None:
+    """``2026-12-01``, ``2026/12/1``, ``12-01`` or ``12月1日``; a date without a year is the next one."""
+    match = _DATE.match(text.strip())
+    if not match:
+        return None
+    year = int(match.group(1)) if match.group(1) else today.year
+    try:
+        day = date(year, int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+    if not match.group(1) and day < today:
+        day = day.replace(year=year + 1)
+    return day
+
+
+def end_of_day(day: date, timezone: str) -> datetime:
+    """23:59 local on ``day``, the moment a due date means."""
+    return datetime.combine(day, time(23, 59), ZoneInfo(timezone))
+
+
+def default_due(now: datetime, *, days: int, timezone: str) -> datetime:
+    """The end of the day ``days`` after today, local time."""
+    local = now.astimezone(ZoneInfo(timezone)).date()
+    return end_of_day(local + timedelta(days=days), timezone)

@@ -1,0 +1,125 @@
+"""Read-only screens: open cycles and their completion, one person's rituals and answers."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations.engine import Engine
+from conversations.i18n import t
+from conversations.messages import Field_, Message
+from conversations.outgoing import PersonContext
+from conversations.prompts import EDIT, SUMMARY, answer_fields
+from storage import assignments, cycles
+from storage.models import Cycle
+from storage.people import PersonRow
+
+_MAX_LISTED = 20
+
+
+def _percent(done: int, total: int) -> str:
+    return f"{(100 * done // total) if total else 0}%"
+
+
+async def _cycle_line(
+    session: AsyncSession, engine: Engine, cycle: Cycle, locale: str, visible: set[int] | None
+) -> Field_:
+    ritual = await engine.ritual(session, cycle.ritual_id)
+    rows = [
+        r
+        for r in await cycles.completion(session, cycle_id=cycle.id or 0)
+        if visible is None or r.subject_id in visible
+    ]
+    done = sum(1 for r in rows if r.status == "submitted")
+    label = f"#{cycle.id} {ritual.title.get(locale)} {cycle.period}"
+    value = t("status.completion", locale, done=done, total=len(rows), percent=_percent(done, len(rows)))
+    return Field_(label=label, value=value)
+
+
+async def open_cycles(
+    session: AsyncSession, engine: Engine, locale: str, visible: set[int] | None
+) -> Message:
+    """One line per open cycle with its completion (only ``visible`` people for a manager)."""
+    found = await cycles.open_cycles(session)
+    if not found:
+        return Message(text=t("status.no_open_cycles", locale))
+    fields = tuple([await _cycle_line(session, engine, c, locale, visible) for c in found])
+    key = "status.open_cycles_team" if visible is not None else "status.open_cycles"
+    return Message(title=t(key, locale), text=t("status.detail_hint", locale), fields=fields)
+
+
+async def cycle_detail(
+    session: AsyncSession, engine: Engine, cycle: Cycle, locale: str, visible: set[int] | None
+) -> Message:
+    """Completion of one cycle by department, and who has not answered yet."""
+    ritual = await engine.ritual(session, cycle.ritual_id)
+    rows = [
+        r
+        for r in await cycles.completion(session, cycle_id=cycle.id or 0)
+        if visible is None or r.subject_id in visible
+    ]
+    by_dept: dict[str, list[int]] = {}
+    for r in rows:
+        counts = by_dept.setdefault(r.department or "—", [0, 0])
+        counts[1] += 1
+        counts[0] += r.status == "submitted"
+    fields = [
+        Field_(label=dept, value=t("status.completion", locale, done=d, total=n, percent=_percent(d, n)))
+        for dept, (d, n) in sorted(by_dept.items())
+    ]
+    waiting = [r for r in rows if r.status != "submitted"]
+    for r in waiting[:_MAX_LISTED]:
+        who = f"{r.name} <{r.email}>" + (" ⟶ " + t("status.manager_part", locale) if r.part != "self" else "")
+        fields.append(Field_(label=who, value=t(f"status.state_{r.status}", locale)))
+    done = sum(1 for r in rows if r.status == "submitted")
+    text = t(
+        "status.cycle_head",
+        locale,
+        status=t(f"status.cycle_{cycle.status}", locale),
+        done=done,
+        total=len(rows),
+        percent=_percent(done, len(rows)),
+        due=cycle.due_at.strftime("%Y-%m-%d") if cycle.due_at else "—",
+    )
+    if len(waiting) > _MAX_LISTED:
+        text += "\n" + t("status.more_waiting", locale, count=len(waiting) - _MAX_LISTED)
+    title = f"#{cycle.id} {ritual.title.get(locale)} {cycle.period}"
+    return Message(title=title, text=text, fields=tuple(fields))
+
+
+async def my_rituals(session: AsyncSession, engine: Engine, person: PersonContext) -> Message:
+    """``me``: what is open for me, where I am in it, and what I submitted lately."""
+    locale = person.locale
+    fields = []
+    for a in await assignments.for_person(session, person_id=person.id, limit=10):
+        ritual = await engine.ritual(session, a.ritual_id)
+        part = ritual.part(a.part)
+        where = ""
+        if a.status in assignments.HOLDING and a.current_step not in (None, SUMMARY, EDIT):
+            n = [s.id for s in part.steps].index(a.current_step or "") + 1
+            where = " · " + t("status.at_question", locale, n=n, total=len(part.steps))
+        label = f"{ritual.title.get(locale)} {a.period}"
+        fields.append(Field_(label=label, value=t(f"status.state_{a.status}", locale) + where))
+    roles = ", ".join(
+        t(f"cmd.role_{r}", locale) for r in sorted(person.roles) if r in ("employee", "manager", "hr")
+    )
+    text = t("status.me_head", locale, name=person.name, email=person.email, roles=roles or "—")
+    if not fields:
+        text += "\n" + t("status.me_nothing", locale)
+    return Message(title=t("status.me_title", locale), text=text, fields=tuple(fields))
+
+
+async def person_answers(session: AsyncSession, engine: Engine, subject: PersonRow, locale: str) -> Message:
+    """A person's latest submitted answers (for their manager, HR or themself)."""
+    submitted = await assignments.for_person(session, person_id=subject.id, statuses=("submitted",), limit=3)
+    fields: list[Field_] = []
+    for a in submitted:
+        ritual = await engine.ritual(session, a.ritual_id)
+        fields.append(Field_(label=f"— {ritual.title.get(locale)} {a.period} —", value=""))
+        answers = await assignments.answers_for(session, assignment_id=a.id)
+        fields.extend(answer_fields(ritual.part(a.part), answers, locale, subject.name))
+    text = (
+        t("status.answers_of", locale, name=subject.name)
+        if fields
+        else t("status.no_answers", locale, name=subject.name)
+    )
+    return Message(title=subject.name, text=text, fields=tuple(fields))

@@ -1,0 +1,132 @@
+"""The outbox: messages queued in the same transaction as the state they follow from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.clock import utcnow
+from storage.models import Assignment, Outbox
+from storage.upsert import insert_for
+
+OUT = Outbox.__table__  # type: ignore[attr-defined]
+A = Assignment.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One queued message as the delivery worker sees it."""
+
+    id: int
+    idempotency_key: str
+    person_id: int | None
+    recipient: str | None
+    platform: str
+    kind: str
+    payload: dict[str, Any]
+    assignment_id: int | None
+    assignment_version: int | None
+    attempts: int
+
+
+async def enqueue(session: AsyncSession, *, rows: list[dict[str, Any]]) -> None:
+    """Queue messages; a key already queued is left alone (that is what makes a replay harmless)."""
+    if not rows:
+        return
+    now = utcnow()
+    values = [
+        {
+            "person_id": None,
+            "recipient": None,
+            "assignment_id": None,
+            "assignment_version": None,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            **row,
+            "due_at": row.get("due_at") or now,
+        }
+        for row in rows
+    ]
+    stmt = insert_for(session, OUT).values(values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    await session.execute(stmt)
+
+
+async def due_rows(
+    session: AsyncSession, *, platform: str | None = None, limit: int = 100
+) -> list[OutboxRow]:
+    """Pending rows whose time has come, oldest first; on PostgreSQL, rows other workers hold are skipped."""
+    stmt = (
+        select(
+            OUT.c.id,
+            OUT.c.idempotency_key,
+            OUT.c.person_id,
+            OUT.c.recipient,
+            OUT.c.platform,
+            OUT.c.kind,
+            OUT.c.payload,
+            OUT.c.assignment_id,
+            OUT.c.assignment_version,
+            OUT.c.attempts,
+        )
+        .where(OUT.c.status == "pending", OUT.c.due_at <= utcnow())
+        .order_by(OUT.c.due_at, OUT.c.id)
+        .limit(limit)
+    )
+    if platform is not None:
+        stmt = stmt.where(OUT.c.platform == platform)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return [OutboxRow(*r) for r in (await session.execute(stmt)).all()]
+
+
+async def obsolete_ids(session: AsyncSession, *, rows: list[OutboxRow]) -> set[int]:
+    """Rows tied to a conversation state that has since moved on: sending them would confuse."""
+    tied = [r for r in rows if r.assignment_id is not None and r.assignment_version is not None]
+    if not tied:
+        return set()
+    ids = {r.assignment_id for r in tied}
+    stmt = select(A.c.id, A.c.version).where(A.c.id.in_(ids))
+    versions = dict((await session.execute(stmt)).all())
+    return {r.id for r in tied if versions.get(r.assignment_id) != r.assignment_version}
+
+
+async def mark(
+    session: AsyncSession,
+    *,
+    outbox_id: int,
+    status: str,
+    platform_message_id: str | None = None,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+) -> None:
+    """Record what happened to one row: sent, obsolete, failed (to retry at ``retry_at``) or dead."""
+    values: dict[str, Any] = {"status": status, "attempts": OUT.c.attempts + 1}
+    if status == "sent":
+        values.update(sent_at=utcnow(), platform_message_id=platform_message_id, last_error=None)
+    if error is not None:
+        values["last_error"] = error[:2000]
+    if retry_at is not None:
+        values["due_at"] = retry_at
+    await session.execute(update(OUT).where(OUT.c.id == outbox_id).values(**values))
+
+
+async def platform_message_id(session: AsyncSession, *, idempotency_key: str) -> str | None:
+    """The platform's id for a sent message (to update it), by the key it was queued under."""
+    stmt = select(OUT.c.platform_message_id).where(OUT.c.idempotency_key == idempotency_key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """How many rows are in each state (for status screens and the demo)."""
+    stmt = select(OUT.c.status, func.count()).group_by(OUT.c.status)
+    return dict((await session.execute(stmt)).all())  # type: ignore[arg-type]
+
+
+def pending_filter() -> Any:
+    """Rows still to send (for callers that count depth)."""
+    return and_(OUT.c.status == "pending", or_(OUT.c.due_at.is_(None), OUT.c.due_at <= utcnow()))

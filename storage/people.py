@@ -1,0 +1,125 @@
+"""Who is talking: people by id, by platform identity, and their managers, as small records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.clock import utcnow
+from storage.models import Identity, Person
+
+P = Person.__table__  # type: ignore[attr-defined]
+I = Identity.__table__  # type: ignore[attr-defined]  # noqa: E741
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    """A person as the conversation needs them: language, time zone, roles."""
+
+    id: int
+    email: str
+    name: str
+    locale: str
+    timezone: str
+    roles: frozenset[str]
+    manager_id: int | None = None
+    active: bool = True
+
+    @property
+    def is_hr(self) -> bool:
+        """HR admins run cycles for everyone."""
+        return "hr" in self.roles
+
+
+_COLUMNS = (
+    P.c.id,
+    P.c.email,
+    P.c.name,
+    func.coalesce(P.c.preferred_locale, P.c.locale),
+    P.c.timezone,
+    P.c.roles,
+    P.c.manager_id,
+    P.c.active,
+)
+
+
+def _row(r: tuple) -> PersonRow:  # type: ignore[type-arg]
+    roles = frozenset(x.strip() for x in (r[5] or "").split(",") if x.strip())
+    return PersonRow(r[0], r[1], r[2], r[3], r[4], roles, r[6], bool(r[7]))
+
+
+async def by_id(session: AsyncSession, *, person_id: int) -> PersonRow | None:
+    """One person by id."""
+    row = (await session.execute(select(*_COLUMNS).where(P.c.id == person_id))).first()
+    return _row(tuple(row)) if row else None
+
+
+async def by_email(session: AsyncSession, *, email: str) -> PersonRow | None:
+    """One person by email (case-insensitive: emails are stored lower-cased)."""
+    row = (await session.execute(select(*_COLUMNS).where(P.c.email == email.strip().lower()))).first()
+    return _row(tuple(row)) if row else None
+
+
+async def by_identity(
+    session: AsyncSession, *, platform: str, external_id: str, tenant: str = ""
+) -> PersonRow | None:
+    """The person behind a platform user id."""
+    stmt = (
+        select(*_COLUMNS)
+        .join(I, I.c.person_id == P.c.id)
+        .where(I.c.platform == platform, I.c.tenant == tenant, I.c.external_id == external_id)
+    )
+    row = (await session.execute(stmt)).first()
+    return _row(tuple(row)) if row else None
+
+
+async def manager_of(session: AsyncSession, *, person_id: int) -> PersonRow | None:
+    """The person's active manager, if any."""
+    manager_id = (
+        await session.execute(select(P.c.manager_id).where(P.c.id == person_id))
+    ).scalar_one_or_none()
+    if manager_id is None:
+        return None
+    manager = await by_id(session, person_id=manager_id)
+    return manager if manager is not None and manager.active else None
+
+
+async def reports_of(session: AsyncSession, *, manager_id: int) -> set[int]:
+    """Everyone below a manager, transitively (the people whose records they may see)."""
+    stmt = select(P.c.id, P.c.manager_id).where(P.c.manager_id.is_not(None))
+    children: dict[int, list[int]] = {}
+    for pid, mid in (await session.execute(stmt)).all():
+        children.setdefault(mid, []).append(pid)
+    found: set[int] = set()
+    frontier = [manager_id]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            if child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+async def set_preferred_locale(session: AsyncSession, *, person_id: int, locale: str) -> None:
+    """Remember the language a person chose with ``lang``."""
+    await session.execute(
+        update(P).where(P.c.id == person_id).values(preferred_locale=locale, updated_at=utcnow())
+    )
+
+
+async def external_id(
+    session: AsyncSession, *, person_id: int, platform: str, tenant: str = ""
+) -> str | None:
+    """The person's id on ``platform``, if known."""
+    stmt = select(I.c.external_id).where(
+        I.c.person_id == person_id, I.c.platform == platform, I.c.tenant == tenant
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def hr_admins(session: AsyncSession) -> list[PersonRow]:
+    """Active HR admins (whom an unknown user should ask)."""
+    stmt = select(*_COLUMNS).where(P.c.active.is_(True), P.c.roles.like("%hr%")).order_by(P.c.id)
+    return [r for r in (_row(tuple(x)) for x in (await session.execute(stmt)).all()) if r.is_hr]
