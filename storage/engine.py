@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import event
@@ -46,14 +47,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json(value: Any) -> str:
+    # keep Chinese readable in the database (and searchable with LIKE) instead of \uXXXX escapes
+    return json.dumps(value, ensure_ascii=False)
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` with the settings each backend needs."""
     target = async_url(url)
     if backend_name(url) == "sqlite":
-        engine = create_async_engine(target, connect_args={"timeout": 10})
+        engine = create_async_engine(target, connect_args={"timeout": 10}, json_serializer=_json)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, json_serializer=_json
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,0 +1,278 @@
+"""Benchmark the inbound conversation path: N people answer a weekly recap through the router.
+
+Run as ``python benchmarks/engine.py``. For each database it prints one JSON line::
+
+    {"benchmark": "engine", "db": "sqlite", "people": 1000, "answers": 6000, "answers_per_s": ..., ...}
+
+Per database: a fresh schema, migrations (``App.start``), a generated org of ``--people`` people
+(one HR admin, ~5% managers, the rest employees; zh-CN/en, Asia/Shanghai and America/Los_Angeles),
+then the HR admin types ``cycle start weekly`` (not timed). The timed phase is every person answering
+the whole weekly recap (5 answers and "submit") through ``Router.receive``: journal, engine and outbox
+in their transactions, ``--concurrency`` people at once. The delivery worker does not run (it is a
+separate path). Afterwards the database is checked: every assignment submitted, 5 answers per person,
+every journal row processed without error; a wrong count makes the exit code non-zero.
+
+With ``--db both`` each database runs in its own child process, so ``peak_rss_mb`` is that database's
+own peak. An unreachable PostgreSQL prints an ``error`` line and does not fail the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import itertools
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# run as a script: make the project importable without relying on an installed package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from bot.app import App  # noqa: E402
+from bot.platforms.base import IncomingEvent  # noqa: E402
+from bot.platforms.console import ConsolePlatform  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from conversations.org_service import import_org_file  # noqa: E402
+from storage.engine import Database  # noqa: E402
+
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "CADENCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# what every person types, in order: the five weekly recap steps, then "submit" at the summary
+SCRIPT = (
+    "Shipped feature 42\nFixed bug 7",  # wins
+    "4",  # week_rating
+    "skip",  # blockers (optional)
+    "Plan Q1",  # next_week
+    "no",  # discuss_in_one_on_one
+    "submit",  # at the summary
+)
+STORED_ANSWERS = 5  # rows in ``answer`` per person (the "submit" is not a step)
+NOTE = (
+    "timed phase = inbound path only (Router.receive: journal + engine + outbox rows, "
+    "one event at a time per person, --concurrency people at once); outbox delivery to the "
+    "platform is excluded and measured separately"
+)
+
+
+class BenchmarkError(RuntimeError):
+    """The run finished but the database does not hold what it should."""
+
+
+class Unreachable(RuntimeError):
+    """The PostgreSQL server could not be reached (or logged into)."""
+
+
+# --- the org -----------------------------------------------------------------------------------
+
+
+def write_org(path: Path, people: int) -> tuple[str, list[str]]:
+    """A CSV org of ``people`` people; returns the HR admin's email and everyone's emails."""
+    if people < 2:
+        raise ValueError("--people must be at least 2 (an HR admin and one more)")
+    managers = max(1, min(50, (people - 1) // 20))
+    rows: list[dict[str, str]] = []
+
+    def person(i: int, role: str, manager: str, department: str) -> dict[str, str]:
+        chinese = i % 2 == 0
+        return {
+            "email": f"{role}{i:05d}@bench.example.com",
+            "name": f"测试{role}{i}" if chinese else f"Bench {role.title()} {i}",
+            "manager_email": manager,
+            "department": department,
+            "title": role,
+            "timezone": "Asia/Shanghai" if chinese else "America/Los_Angeles",
+            "country": "CN" if chinese else "US",
+            "locale": "zh-CN" if chinese else "en",
+            "roles": {"hr": "hr", "manager": "manager"}.get(role, ""),
+        }
+
+    head = "manager00000@bench.example.com"
+    rows.append(person(0, "hr", head, "People"))
+    for m in range(managers):
+        rows.append(person(m, "manager", "" if m == 0 else head, f"Dept {m:02d}"))
+    for e in range(people - 1 - managers):
+        m = e % managers
+        rows.append(person(e, "employee", f"manager{m:05d}@bench.example.com", f"Dept {m:02d}"))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows[0]["email"], [r["email"] for r in rows]
+
+
+# --- one database ------------------------------------------------------------------------------
+
+
+async def fresh_postgres(url: str) -> None:
+    """Drop and recreate the public schema: the benchmark owns this database while it runs."""
+    database = Database(url, pool_size=1)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await database.dispose()
+
+
+async def scalar(db: Database, sql: str) -> int:
+    """One count from the database."""
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def answer_all(app: App, emails: list[str], concurrency: int) -> int:
+    """Every person answers the whole recap; ``concurrency`` people at a time. Returns messages handled."""
+    queue = iter(enumerate(emails))
+    seq = itertools.count()
+    handled = 0
+
+    async def worker() -> None:
+        nonlocal handled
+        for index, email in queue:  # a shared iterator: each person is taken by exactly one worker
+            for step, reply in enumerate(SCRIPT):
+                event = IncomingEvent(
+                    "console", f"bench-{index}-{step}-{next(seq)}", email, "text", text=reply, email=email
+                )
+                if not await app.router.receive(event):
+                    raise BenchmarkError(f"event {event.event_id} was treated as a re-delivery")
+                handled += 1
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(emails))))))
+    return handled
+
+
+async def run_one(kind: str, url: str, people: int, concurrency: int, workdir: Path) -> dict[str, Any]:
+    """Set up, time the answering phase and verify; returns the JSON record."""
+    if kind == "postgresql":
+        try:
+            await fresh_postgres(url)
+        except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
+            shown = make_url(url).render_as_string(hide_password=True)
+            raise Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}") from exc
+    console = ConsolePlatform()
+    app = App(Settings(database_url=url, log_level="WARNING", _env_file=None), platforms={"console": console})
+    try:
+        await app.start()
+        org = workdir / "org.csv"
+        hr_email, emails = write_org(org, people)
+        report = await import_org_file(app.db, org)
+        if report.total != people:
+            raise BenchmarkError(f"org import saw {report.total} people, expected {people}")
+        await console.say(hr_email, "cycle start weekly")
+        active = await scalar(app.db, "select count(*) from assignment where status = 'active'")
+        if active != people:
+            raise BenchmarkError(f"after 'cycle start weekly' {active} assignments are active, not {people}")
+
+        started = time.perf_counter()
+        answers = await answer_all(app, emails, concurrency)
+        seconds = time.perf_counter() - started
+
+        submitted = await scalar(app.db, "select count(*) from assignment where status = 'submitted'")
+        stored = await scalar(app.db, "select count(*) from answer")
+        failed = await scalar(
+            app.db, "select count(*) from inboundevent where error is not null or processed_at is null"
+        )
+    finally:
+        await app.stop()
+    record: dict[str, Any] = {
+        "benchmark": "engine",
+        "db": kind,
+        "people": people,
+        "answers": answers,
+        "answers_per_s": round(answers / seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "seconds": round(seconds, 3),
+        "concurrency": concurrency,
+        "submitted": submitted,
+        "answer_rows": stored,
+        "failed_events": failed,
+        "note": NOTE,
+    }
+    problems = []
+    if submitted != people:
+        problems.append(f"{submitted} assignments submitted, expected {people}")
+    if stored != people * STORED_ANSWERS:
+        problems.append(f"{stored} answer rows, expected {people * STORED_ANSWERS}")
+    if failed:
+        problems.append(f"{failed} journal rows failed or unprocessed")
+    if problems:
+        record["error"] = "; ".join(problems)
+    return record
+
+
+def run_in_process(kind: str, args: argparse.Namespace) -> int:
+    """Run one database here and print its line; returns this database's exit code."""
+    with tempfile.TemporaryDirectory(prefix="cadence-bench-") as tmp:
+        workdir = Path(tmp)
+        url = f"sqlite:///{workdir / 'cadence.db'}" if kind == "sqlite" else args.postgres_url
+        try:
+            record = asyncio.run(run_one(kind, url, args.people, args.concurrency, workdir))
+        except Unreachable as exc:
+            # no PostgreSQL here: report it and carry on
+            print(json.dumps({"benchmark": "engine", "db": kind, "error": str(exc)}), flush=True)
+            return 0
+        except Exception as exc:
+            print(json.dumps({"benchmark": "engine", "db": kind, "error": f"{type(exc).__name__}: {exc}"}))
+            raise
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+    return 1 if "error" in record else 0
+
+
+def run_children(args: argparse.Namespace) -> int:
+    """Each database in its own process (so each peak RSS is its own); lines pass straight through."""
+    code = 0
+    for kind in ("sqlite", "postgresql"):
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--db",
+            kind,
+            "--people",
+            str(args.people),
+            "--concurrency",
+            str(args.concurrency),
+            "--postgres-url",
+            args.postgres_url,
+        ]
+        child = subprocess.run(command, check=False, stdout=subprocess.PIPE, text=True)
+        sys.stdout.write(child.stdout)
+        sys.stdout.flush()
+        code = code or child.returncode
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options and run the chosen databases."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--people", type=int, default=1000, help="people in the org (default 1000)")
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="people answering at the same time (default 8)"
+    )
+    args = parser.parse_args(argv)
+    if args.people < 2:
+        parser.error("--people must be at least 2")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger().setLevel(logging.WARNING)
+    if args.db == "both":
+        return run_children(args)
+    return run_in_process(args.db, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The ``cadence`` command: database, org data, chat, and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from bot.settings import Settings, get_settings
+from conversations.i18n import t
+from conversations.ritual_loader import RitualFileError
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        raise click.ClickException("invalid settings (environment or .env):\n" + "\n".join(lines)) from None
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+def main(verbose: bool) -> None:
+    """Cadence (节拍): performance rituals in Slack, Feishu and DingTalk."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations to DATABASE_URL."""
+    from storage.engine import Database
+    from storage.migrate import upgrade
+
+    settings = _settings()
+
+    async def run() -> list[str]:
+        database = Database(settings.database_url)
+        try:
+            return await upgrade(database.engine)
+        finally:
+            await database.dispose()
+
+    applied = asyncio.run(run())
+    click.echo(
+        t("cli.migrated", settings.default_locale, revisions=", ".join(applied))
+        if applied
+        else t("cli.up_to_date", settings.default_locale)
+    )
+
+
+@main.group()
+def org() -> None:
+    """Org data: people, managers, departments."""
+
+
+@org.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def org_import(file: Path) -> None:
+    """Upsert people from a CSV or YAML FILE; refuses the whole file on any problem."""
+    from conversations.org_service import OrgImportError, format_problems, format_report, import_org_file
+    from storage.engine import Database
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    locale = settings.default_locale
+
+    async def run() -> str:
+        database = Database(settings.database_url)
+        try:
+            await upgrade(database.engine)
+            return format_report(await import_org_file(database, file), locale)
+        finally:
+            await database.dispose()
+
+    try:
+        click.echo(asyncio.run(run()))
+    except OrgImportError as exc:
+        click.echo(format_problems(exc, locale), err=True)
+        sys.exit(1)
+
+
+@org.command("show")
+def org_show() -> None:
+    """Print the org tree."""
+    from conversations.org_service import org_tree_text
+    from storage.engine import Database
+    from storage.migrate import upgrade
+
+    settings = _settings()
+
+    async def run() -> str:
+        database = Database(settings.database_url)
+        try:
+            await upgrade(database.engine)
+            return await org_tree_text(database, locale=settings.default_locale)
+        finally:
+            await database.dispose()
+
+    click.echo(asyncio.run(run()))
+
+
+@main.command()
+@click.option("--as", "as_email", metavar="EMAIL", help="Chat in the console as this person.")
+def run(as_email: str | None) -> None:
+    """Run Cadence: migrate, then serve the enabled platforms (the console when none is)."""
+    from bot.console_chat import chat
+
+    settings = _settings()
+    enabled = settings.enabled_platforms()
+    if enabled:
+        raise click.ClickException(
+            t("cli.platform_not_ready", settings.default_locale, platforms=", ".join(enabled))
+        )
+    if not as_email:
+        raise click.ClickException(t("cli.run_needs_as", settings.default_locale))
+    try:
+        asyncio.run(chat(settings, as_email))
+    except RitualFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--scripted", is_flag=True, help="Play a whole session by itself and check it.")
+@click.option("--keep", is_flag=True, help="Keep the demo database folder afterwards.")
+def demo(scripted: bool, keep: bool) -> None:
+    """Try Cadence in the terminal with a sample org of 20 people (a throw-away SQLite file)."""
+    from bot.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(scripted=scripted, keep=keep)))
+
+
+if __name__ == "__main__":
+    main()
