@@ -36,15 +36,15 @@ from typing import Any
 # run as a script: make the project importable without relying on an installed package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from bot.app import App  # noqa: E402
-from bot.platforms.base import IncomingEvent  # noqa: E402
-from bot.platforms.console import ConsolePlatform  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from conversations.org_service import import_org_file  # noqa: E402
-from storage.engine import Database  # noqa: E402
+from bot.app import App
+from bot.platforms.base import IncomingEvent
+from bot.platforms.console import ConsolePlatform
+from bot.settings import Settings
+from conversations.org_service import import_org_file
+from storage.engine import Database
 
 DEFAULT_POSTGRES_URL = os.environ.get(
     "CADENCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -74,7 +74,7 @@ def question(
     return Message(
         title=_title(ritual, part, locale, subject),
         text=text,
-        hint=" ".join(hints),
+        hint=("" if locale == "zh-CN" else " ").join(hints),
         tone=Tone.WARNING if reason else Tone.PROMPT,
         fields=fields,
         buttons=_buttons(step, assignment_id, version, locale),

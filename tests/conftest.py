@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 
 from storage.engine import Database
 from storage.migrate import upgrade
+from tests.harness import Chat
 
 POSTGRES_URL = os.environ.get("CADENCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -81,3 +82,11 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def chat(db_url: str) -> AsyncIterator[Chat]:
+    """A running Cadence process with the sample org imported, on each database."""
+    session = await Chat(db_url).start()
+    yield session
+    await session.close()
