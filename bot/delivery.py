@@ -81,7 +81,7 @@ class Delivery:
                 .where(OUT.c.id.in_(ids))
                 .order_by(OUT.c.id)
             )
-            claimed = [OutboxRow(*r) for r in rows.all()]
+            claimed = [OutboxRow(*tuple(r)) for r in rows.all()]
             stale = await outbox.obsolete_ids(session, rows=claimed)
             for row_id in stale:
                 await outbox.mark(session, outbox_id=row_id, status="obsolete")

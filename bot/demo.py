@@ -81,7 +81,7 @@ SCRIPT: tuple[Line, ...] = (
 def demo_settings(folder: Path) -> Settings:
     """Settings of the demo alone: its own SQLite file, no platform, whatever the environment says."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=f"sqlite:///{folder / 'demo.db'}",
         slack=SlackSettings(),
         feishu=FeishuSettings(),

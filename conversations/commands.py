@@ -98,7 +98,7 @@ async def _cycle_start(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
         return ctx.say("cmd.unknown_dept", Tone.ERROR, dept=", ".join(empty_depts))
     if not scoped:
         return ctx.say("cmd.nobody_in_scope", Tone.ERROR)
-    scope = {"departments": departments, "people": emails}
+    scope: dict[str, object] = {"departments": departments, "people": emails}
     result = await cycle_service.start_cycle(
         ctx.session,
         engine=ctx.engine,

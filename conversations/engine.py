@@ -101,7 +101,8 @@ class Engine:
         ritual = await self.ritual(session, conv.ritual_id)
         subject = person.name
         if conv.subject_id != conv.person_id:
-            subject, _ = await store.person_locale(session, person_id=conv.subject_id)
+            found = await people.by_id(session, person_id=conv.subject_id)
+            subject = found.name if found else "?"
         return Turn(self, session, conv, person, ritual, subject, replies)
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.clock import utcnow
-from storage.models import Answer, Assignment, Cycle, Person
+from storage.models import Answer, Assignment, Cycle
 from storage.upsert import insert_for
 
 A = Assignment.__table__  # type: ignore[attr-defined]
@@ -68,7 +69,7 @@ async def holding_conversation(session: AsyncSession, *, person_id: int) -> Conv
     active_first = case((A.c.status == "active", 0), else_=1)
     stmt = (
         select(*_COLUMNS)
-        .join(Cycle, Cycle.id == A.c.cycle_id)  # type: ignore[arg-type]
+        .join(Cycle, Cycle.id == A.c.cycle_id)
         .where(A.c.person_id == person_id, A.c.status.in_(HOLDING))
         .order_by(active_first, A.c.id)
         .limit(1)
@@ -79,7 +80,7 @@ async def holding_conversation(session: AsyncSession, *, person_id: int) -> Conv
 
 async def get_conversation(session: AsyncSession, *, assignment_id: int) -> ConversationRow | None:
     """One assignment with its cycle's ritual and status."""
-    stmt = select(*_COLUMNS).join(Cycle, Cycle.id == A.c.cycle_id).where(A.c.id == assignment_id)  # type: ignore[arg-type]
+    stmt = select(*_COLUMNS).join(Cycle, Cycle.id == A.c.cycle_id).where(A.c.id == assignment_id)
     row = (await session.execute(stmt)).first()
     return _row(row) if row else None
 
@@ -88,8 +89,8 @@ async def next_pending(session: AsyncSession, *, person_id: int) -> Conversation
     """The oldest assignment waiting in the person's queue, in an open cycle."""
     stmt = (
         select(*_COLUMNS)
-        .join(Cycle, Cycle.id == A.c.cycle_id)  # type: ignore[arg-type]
-        .where(A.c.person_id == person_id, A.c.status == "pending", Cycle.status == "open")
+        .join(Cycle, Cycle.id == A.c.cycle_id)
+        .where(A.c.person_id == person_id, A.c.status == "pending", col(Cycle.status) == "open")
         .order_by(A.c.id)
         .limit(1)
     )
@@ -184,15 +185,6 @@ async def create_assignment(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def person_locale(session: AsyncSession, *, person_id: int) -> tuple[str, str]:
-    """``(name, effective locale)`` of a person."""
-    stmt = select(Person.name, func.coalesce(Person.preferred_locale, Person.locale)).where(
-        Person.id == person_id
-    )
-    name, locale = (await session.execute(stmt)).one()
-    return name, locale
-
-
 async def find_assignment(
     session: AsyncSession, *, cycle_id: int, person_id: int, subject_id: int, part: str
 ) -> int | None:
@@ -244,4 +236,4 @@ async def for_person(
     )
     if statuses is not None:
         stmt = stmt.where(A.c.status.in_(statuses))
-    return [AssignmentSummary(*r) for r in (await session.execute(stmt)).all()]
+    return [AssignmentSummary(*tuple(r)) for r in (await session.execute(stmt)).all()]

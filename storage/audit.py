@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.clock import utcnow
 from storage.models import AuditLog
@@ -28,7 +29,7 @@ async def write(
 
 async def entries(session: AsyncSession, *, action: str | None = None) -> list[AuditLog]:
     """Audit entries, oldest first, optionally of one action."""
-    stmt = select(AuditLog).order_by(AuditLog.id)  # type: ignore[arg-type]
+    stmt = select(AuditLog).order_by(col(AuditLog.id))
     if action is not None:
-        stmt = stmt.where(AuditLog.action == action)
+        stmt = stmt.where(col(AuditLog.action) == action)
     return list((await session.execute(stmt)).scalars().all())

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.assignments import OPEN
 from storage.clock import utcnow
@@ -66,19 +67,19 @@ async def find_or_create_cycle(
         .returning(C.c.id)
     )
     new_id = (await session.execute(stmt)).scalar_one_or_none()
-    found = select(Cycle).where(Cycle.ritual_key == ritual_key, Cycle.period == period)
+    found = select(Cycle).where(col(Cycle.ritual_key) == ritual_key, col(Cycle.period) == period)
     cycle = (await session.execute(found)).scalar_one()
     return cycle, new_id is not None
 
 
 async def get_cycle(session: AsyncSession, *, cycle_id: int) -> Cycle | None:
     """One cycle by id."""
-    return (await session.execute(select(Cycle).where(Cycle.id == cycle_id))).scalar_one_or_none()
+    return (await session.execute(select(Cycle).where(col(Cycle.id) == cycle_id))).scalar_one_or_none()
 
 
 async def open_cycles(session: AsyncSession) -> list[Cycle]:
     """Every open cycle, oldest first."""
-    stmt = select(Cycle).where(Cycle.status == "open").order_by(Cycle.id)  # type: ignore[arg-type]
+    stmt = select(Cycle).where(col(Cycle.status) == "open").order_by(col(Cycle.id))
     return list((await session.execute(stmt)).scalars().all())
 
 
@@ -105,7 +106,7 @@ async def people_in_scope(
         if emails:
             conditions.append(P.c.email.in_([e.lower() for e in emails]))
         stmt = stmt.where(or_(*conditions))
-    return [ScopedPerson(*r) for r in (await session.execute(stmt.order_by(P.c.id))).all()]
+    return [ScopedPerson(*tuple(r)) for r in (await session.execute(stmt.order_by(P.c.id))).all()]
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ async def completion(session: AsyncSession, *, cycle_id: int) -> list[Completion
         .where(A.c.cycle_id == cycle_id)
         .order_by(P.c.department, P.c.name, A.c.id)
     )
-    return [CompletionRow(*r) for r in (await session.execute(stmt)).all()]
+    return [CompletionRow(*tuple(r)) for r in (await session.execute(stmt)).all()]
 
 
 async def close_cycle(session: AsyncSession, *, cycle_id: int) -> list[int]:

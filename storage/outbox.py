@@ -81,7 +81,7 @@ async def due_rows(
         stmt = stmt.where(OUT.c.platform == platform)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return [OutboxRow(*r) for r in (await session.execute(stmt)).all()]
+    return [OutboxRow(*tuple(r)) for r in (await session.execute(stmt)).all()]
 
 
 async def obsolete_ids(session: AsyncSession, *, rows: list[OutboxRow]) -> set[int]:
@@ -91,8 +91,8 @@ async def obsolete_ids(session: AsyncSession, *, rows: list[OutboxRow]) -> set[i
         return set()
     ids = {r.assignment_id for r in tied}
     stmt = select(A.c.id, A.c.version).where(A.c.id.in_(ids))
-    versions = dict((await session.execute(stmt)).all())
-    return {r.id for r in tied if versions.get(r.assignment_id) != r.assignment_version}
+    versions: dict[int, int] = {i: v for i, v in (await session.execute(stmt)).all()}
+    return {r.id for r in tied if versions.get(r.assignment_id or 0) != r.assignment_version}
 
 
 async def mark(
@@ -124,7 +124,7 @@ async def platform_message_id(session: AsyncSession, *, idempotency_key: str) ->
 async def count_by_status(session: AsyncSession) -> dict[str, int]:
     """How many rows are in each state (for status screens and the demo)."""
     stmt = select(OUT.c.status, func.count()).group_by(OUT.c.status)
-    return dict((await session.execute(stmt)).all())  # type: ignore[arg-type]
+    return dict((await session.execute(stmt)).all())
 
 
 def pending_filter() -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,7 +46,7 @@ _COLUMNS = (
 )
 
 
-def _row(r: tuple) -> PersonRow:  # type: ignore[type-arg]
+def _row(r: tuple[Any, ...]) -> PersonRow:
     roles = frozenset(x.strip() for x in (r[5] or "").split(",") if x.strip())
     return PersonRow(r[0], r[1], r[2], r[3], r[4], roles, r[6], bool(r[7]))
 

@@ -28,7 +28,7 @@ MANAGER = "wang.fang@example.com"
 def test_settings(db_url: str, **overrides: Any) -> Settings:
     """Settings for a test process: only the database, nothing from the environment's platforms."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=db_url,
         slack=SlackSettings(),
         feishu=FeishuSettings(),
