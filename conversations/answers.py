@@ -129,8 +129,13 @@ _PARSERS = {
 
 
 def parse_answer(step: Step, text: str, locale: str) -> Accepted | Rejected:
-    """Validate a typed or clicked answer for ``step``."""
-    cleaned = normalize(text)
+    """Validate a typed or clicked answer for ``step``.
+
+    Free text is stored as typed (only trimmed): NFKC would turn Chinese full-width punctuation
+    into ASCII. Normalised text is only used to read numbers, options and yes/no.
+    """
+    free_text = step.type in (StepType.TEXT, StepType.LIST)
+    cleaned = text.strip() if free_text else normalize(text)
     if not cleaned:
         return Rejected(t("chat.empty_answer", locale))
     return _PARSERS[step.type](step, cleaned, locale)

@@ -76,7 +76,13 @@ def looks_like_command(text: str) -> bool:
         return True
     parsed = parse_command(text)
     if isinstance(parsed, CommandError):
-        return parsed.key not in ("cmd.unknown", "cmd.unbalanced_quote")
+        # "Cycle time dropped 20%" is an answer: only a known sub-command makes "cycle" a command
+        return parsed.key not in (
+            "cmd.unknown",
+            "cmd.unbalanced_quote",
+            "cmd.unknown_sub",
+            "cmd.cycle_needs_sub",
+        )
     arity = {"help": (0, 0), "me": (0, 0), "lang": (1, 1), "view": (1, 2), "cycle": (0, 9)}
     low, high = arity[parsed.name]
     if parsed.name == "view" and "@" not in (parsed.args[0] if parsed.args else ""):

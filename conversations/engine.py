@@ -205,14 +205,36 @@ class Turn:
         assert step is not None, f"assignment {self.conv.id} is at unknown step {self.step_id!r}"
         return step
 
-    async def ask(self, *, reason: str | None = None, current: Any = None) -> list[Outgoing]:
+    async def ask(
+        self, *, reason: str | None = None, current: Any = None, again: bool = False
+    ) -> list[Outgoing]:
         """Show what the conversation is at: a question, the summary or the edit chooser.
 
-        With ``reason`` it is a re-ask after a refused answer: a reply, not a new state.
+        A new state's question is queued under the state's key. A re-ask (after a refused answer,
+        with ``reason``; or on "resume", ``again``) is a reply: the state did not move, and its key
+        was used already.
         """
+        key, message = await self._current(reason=reason, current=current)
+        if reason or again:
+            return [*self.out, self.replies(message)]
+        self._emit(key, message, kind="prompt")
+        return self.out
+
+    async def _current(self, *, reason: str | None, current: Any) -> tuple[str, Message]:
+        key = prompts.prompt_key(self.conv.id, self.version, self.step_id or "")
         if self.step_id == SUMMARY:
-            out = await self._ask_summary()
-            return [*out, self.replies(Message(text=reason, tone=Tone.WARNING))] if reason else out
+            answers = await store.answers_for(self.session, assignment_id=self.conv.id)
+            message = prompts.summary(
+                self.ritual,
+                self.part,
+                answers,
+                assignment_id=self.conv.id,
+                version=self.version,
+                locale=self.locale,
+                subject=self.subject,
+                reason=reason,
+            )
+            return key, message
         if self.step_id == EDIT:
             message = prompts.edit_chooser(
                 self.part,
@@ -221,8 +243,7 @@ class Turn:
                 locale=self.locale,
                 subject=self.subject,
             )
-            self._emit(prompts.prompt_key(self.conv.id, self.version, EDIT), message, kind="prompt")
-            return self.out
+            return key, message
         message = prompts.question(
             self.ritual,
             self.part,
@@ -234,24 +255,7 @@ class Turn:
             current=current,
             reason=reason,
         )
-        if reason:
-            return [*self.out, self.replies(message)]
-        self._emit(prompts.prompt_key(self.conv.id, self.version, self._step().id), message, kind="prompt")
-        return self.out
-
-    async def _ask_summary(self) -> list[Outgoing]:
-        answers = await store.answers_for(self.session, assignment_id=self.conv.id)
-        message = prompts.summary(
-            self.ritual,
-            self.part,
-            answers,
-            assignment_id=self.conv.id,
-            version=self.version,
-            locale=self.locale,
-            subject=self.subject,
-        )
-        self._emit(prompts.prompt_key(self.conv.id, self.version, SUMMARY), message, kind="prompt")
-        return self.out
+        return key, message
 
     # ---- what the person said -----------------------------------------------------------------
 
@@ -332,7 +336,7 @@ class Turn:
         return self._reply(t("chat.paused", self.locale, title=self.ritual.title.get(self.locale)))
 
     async def _resume(self) -> list[Outgoing]:
-        return await self.ask()
+        return await self.ask(again=True)
 
     async def _at_summary(self, text: str, control: ControlWord | None, clicked: bool) -> list[Outgoing]:
         raw = text.strip().lower()
@@ -366,7 +370,7 @@ class Turn:
         if control is not None and control.control in (Control.BACK, Control.STOP, Control.LATER):
             if control.control is Control.BACK:
                 await self._move("active", SUMMARY)
-                return await self._ask_summary()
+                return await self.ask()
             return await self.control(control)
         return self._reply(t("chat.edit_number", self.locale, count=len(self.part.steps)), Tone.WARNING)
 

@@ -136,6 +136,7 @@ def summary(
     version: int,
     locale: str,
     subject: str,
+    reason: str | None = None,
 ) -> Message:
     """All answers, to confirm or change before they are submitted."""
 
@@ -145,9 +146,9 @@ def summary(
 
     return Message(
         title=_title(ritual, part, locale, subject),
-        text=t("chat.summary", locale),
+        text=f"{reason}\n{t('chat.summary', locale)}" if reason else t("chat.summary", locale),
         hint=t("chat.summary_hint", locale),
-        tone=Tone.PROMPT,
+        tone=Tone.WARNING if reason else Tone.PROMPT,
         fields=answer_fields(part, answers, locale, subject),
         buttons=(button(t("chat.submit", locale), "submit", True), button(t("chat.edit", locale), "edit")),
         meta={"assignment": str(assignment_id), "step": SUMMARY},
