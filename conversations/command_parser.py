@@ -27,6 +27,8 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "due": ("--due", "--截止"),
 }
 _PREFIXES = ("/cadence", "/节拍", "cadence", "/")
+# parse errors that mean "this was never a command" rather than "a command, typed wrong"
+_NOT_COMMANDS = ("cmd.unknown", "cmd.unbalanced_quote", "cmd.unknown_sub", "cmd.cycle_needs_sub")
 
 
 @dataclass(frozen=True)
