@@ -118,7 +118,7 @@ def org_show() -> None:
 @click.option("--as", "as_email", metavar="EMAIL", help="Chat in the console as this person.")
 def run(as_email: str | None) -> None:
     """Run Cadence: migrate, then serve the enabled platforms (the console when none is)."""
-    from bot.console_chat import chat
+    from bot.console_chat import NotInOrgError, chat
 
     settings = _settings()
     enabled = settings.enabled_platforms()
@@ -130,7 +130,7 @@ def run(as_email: str | None) -> None:
         raise click.ClickException(t("cli.run_needs_as", settings.default_locale))
     try:
         asyncio.run(chat(settings, as_email))
-    except RitualFileError as exc:
+    except (RitualFileError, NotInOrgError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -23,6 +23,10 @@ async def read_stdin(prompt: str) -> str | None:
         return None
 
 
+class NotInOrgError(LookupError):
+    """The person to chat as is not in the org data."""
+
+
 class ConsoleSession:
     """Shows each person what was sent to them, as they would see it in their DM."""
 
@@ -101,8 +105,7 @@ async def chat(settings: Settings, as_email: str) -> None:
         async with app.db.sessions() as s:
             person = await people.by_email(s, email=as_email)
         if person is None:
-            print(t("cli.not_in_org", settings.default_locale, email=as_email))
-            return
+            raise NotInOrgError(t("cli.not_in_org", settings.default_locale, email=as_email))
         print(t("cli.chat_intro", person.locale, name=person.name, email=person.email))
         await repl(ConsoleSession(app, console, locale=person.locale), person.email)
     finally:

@@ -67,20 +67,27 @@ class Router:
 
     async def replay_unprocessed(self) -> int:
         """Process events journaled before a crash but never processed; returns how many."""
-        async with self.db.sessions() as session:
-            pending = await journal.unprocessed(session)
-        for journal_id, _platform, payload in pending:
-            await self.process(journal_id, IncomingEvent.from_payload(payload))
-        return len(pending)
+        replayed, last_id = 0, 0
+        while True:
+            async with self.db.sessions() as session:
+                pending = await journal.unprocessed(session, after_id=last_id)
+            if not pending:
+                return replayed
+            for journal_id, _platform, payload in pending:
+                await self.process(journal_id, IncomingEvent.from_payload(payload))
+            replayed, last_id = replayed + len(pending), pending[-1][0]
 
     async def process(self, journal_id: int, event: IncomingEvent) -> None:
         """Run one journaled event; a failure is recorded and answered, never swallowed."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self.db.sessions() as session, session.begin():
+                    # claim the row first: another process replaying the same row waits on this
+                    # row lock, then finds it processed and does nothing
+                    if not await journal.claim(session, journal_id=journal_id):
+                        return
                     out = await self._handle(session, journal_id, event)
                     await outbox.enqueue(session, rows=outbox_rows(out, platform=event.platform))
-                    await journal.mark_processed(session, journal_id=journal_id)
                 return
             except StaleStateError:
                 # someone else moved this conversation between our read and write: read again
@@ -101,7 +108,7 @@ class Router:
                 person.id if person else None, f"in{journal_id}:failed", message, recipient=recipient
             )
             await outbox.enqueue(session, rows=outbox_rows([row], platform=event.platform))
-            await journal.mark_processed(session, journal_id=journal_id, error=f"{type(exc).__name__}: {exc}")
+            await journal.mark_failed(session, journal_id=journal_id, error=f"{type(exc).__name__}: {exc}")
 
     async def _person(self, session: AsyncSession, event: IncomingEvent) -> PersonContext | None:
         person = await people.by_identity(

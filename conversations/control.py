@@ -68,7 +68,8 @@ def parse_control(text: str) -> ControlWord | None:
             rest = cleaned[len(word) :].strip()
             # "later this week I'll…" is an answer, "later 30m" is a snooze: only a duration counts
             is_duration = rest in _TOMORROW or bool(_DURATION.match(rest))
-            if rest and (rest.isdigit() if control is Control.EDIT else is_duration):
+            is_number = rest.isascii() and rest.isdigit()
+            if rest and (is_number if control is Control.EDIT else is_duration):
                 return ControlWord(control, rest)
     return None
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations import prompts
-from conversations.answers import Accepted, parse_answer
+from conversations.answers import Accepted, normalize, parse_answer
 from conversations.control import Control, ControlWord, parse_control, snooze_until
 from conversations.i18n import t
 from conversations.messages import Action, Field_, Message, Tone
@@ -360,10 +360,10 @@ class Turn:
         return await self.ask(reason=t("chat.summary_expected", self.locale))
 
     async def _at_edit(self, text: str, control: ControlWord | None) -> list[Outgoing]:
-        raw = text.strip()
+        raw = normalize(text)
         if self.part.step(raw) is not None:
             return await self._edit_step([s.id for s in self.part.steps].index(raw) + 1)
-        if raw.isdigit():
+        if raw.isascii() and raw.isdigit():
             return await self._edit_step(int(raw))
         if control is not None and control.control is Control.EDIT and control.argument:
             return await self._edit_step(int(control.argument))

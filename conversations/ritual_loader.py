@@ -50,6 +50,38 @@ def _describe(error: Any) -> str:
     return f"{loc}: {message}" if loc else message
 
 
+def _real_errors(exc: ValidationError) -> list[Any]:
+    """The errors worth reporting: an error on a list whose item already failed says nothing new."""
+    errors = exc.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    return [
+        e
+        for e, loc in zip(errors, locs, strict=True)
+        if not any(o != loc and o[: len(loc)] == loc for o in locs)
+    ]
+
+
+def _duplicate_step(root: yaml.Node) -> tuple[int, str] | None:
+    """The line and id of a step id used a second time in one list of steps."""
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == "steps" and isinstance(value, yaml.SequenceNode):
+                    seen: set[str] = set()
+                    for item in value.value:
+                        ids = [v for k, v in getattr(item, "value", []) if getattr(k, "value", None) == "id"]
+                        if ids and isinstance(ids[0], yaml.ScalarNode):
+                            if ids[0].value in seen:
+                                return ids[0].start_mark.line + 1, ids[0].value
+                            seen.add(ids[0].value)
+                pending.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+    return None
+
+
 def parse_ritual(text: str, path: Path) -> Ritual:
     """Validate one file's text; raises RitualFileError pointing at the offending line."""
     try:
@@ -61,6 +93,9 @@ def parse_ritual(text: str, path: Path) -> Ritual:
         raise RitualFileError(path, mark.line + 1 if mark else None, f"not valid YAML: {problem}") from None
     if root is None or not isinstance(data, dict):
         raise RitualFileError(path, 1, "expected a mapping with key, version, period, title and steps")
+    duplicate = _duplicate_step(root)
+    if duplicate is not None:
+        raise RitualFileError(path, duplicate[0], f"step id {duplicate[1]!r} is used twice")
     shorthand = "steps" in data and "parts" not in data
     if shorthand:
         steps = data.pop("steps")
@@ -68,13 +103,14 @@ def parse_ritual(text: str, path: Path) -> Ritual:
     try:
         return Ritual.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = _real_errors(exc)
+        first = errors[0]
         loc = list(first["loc"])
         if shorthand and loc[:2] == ["parts", 0]:
             loc = loc[2:]
         node = _node_at(root, loc)
         problem = _describe({**first, "loc": loc})
-        more = len(exc.errors()) - 1
+        more = len(errors) - 1
         if more:
             problem += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise RitualFileError(path, node.start_mark.line + 1, problem) from None

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,7 +24,13 @@ class DatabaseUrlError(ValueError):
 
 def async_url(url: str) -> str:
     """Map ``sqlite:///x`` / ``postgresql://...`` to the async driver Cadence uses for it."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlError(
+            f"DATABASE_URL {url!r} is not a database URL; use sqlite:///path/to/file.db or "
+            "postgresql://user@host:5432/db"
+        ) from None
     backend = parsed.get_backend_name()
     if backend not in _ASYNC_DRIVERS:
         raise DatabaseUrlError(

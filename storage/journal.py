@@ -27,19 +27,31 @@ async def record(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def mark_processed(session: AsyncSession, *, journal_id: int, error: str | None = None) -> None:
-    """Close a journal row (in the same transaction as the work it caused)."""
-    values: dict[str, Any] = {"processed_at": utcnow()}
-    if error is not None:
-        values["error"] = error[:2000]
-    await session.execute(update(J).where(J.c.id == journal_id).values(**values))
+async def claim(session: AsyncSession, *, journal_id: int) -> bool:
+    """Mark a row processed in the caller's transaction; False if it already was (nothing to do)."""
+    stmt = (
+        update(J)
+        .where(J.c.id == journal_id, J.c.processed_at.is_(None))
+        .values(processed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
 
-async def unprocessed(session: AsyncSession, *, limit: int = 500) -> list[tuple[int, str, dict[str, Any]]]:
+async def mark_failed(session: AsyncSession, *, journal_id: int, error: str) -> None:
+    """Close a row whose processing failed, keeping the reason."""
+    await session.execute(
+        update(J).where(J.c.id == journal_id).values(processed_at=utcnow(), error=error[:2000])
+    )
+
+
+async def unprocessed(
+    session: AsyncSession, *, after_id: int = 0, limit: int = 500
+) -> list[tuple[int, str, dict[str, Any]]]:
     """Events journaled but never processed (a crash in between); replayed at start, oldest first."""
     stmt = (
         select(J.c.id, J.c.platform, J.c.payload)
-        .where(J.c.processed_at.is_(None))
+        .where(J.c.processed_at.is_(None), J.c.id > after_id)
         .order_by(J.c.id)
         .limit(limit)
     )

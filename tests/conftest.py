@@ -8,6 +8,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel
@@ -15,6 +16,14 @@ from sqlmodel import SQLModel
 from storage.engine import Database
 from storage.migrate import upgrade
 from tests.harness import Chat
+
+# what "the server is not there" looks like; any other error fails the run instead of skipping it
+_UNREACHABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+)
 
 POSTGRES_URL = os.environ.get("CADENCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -44,7 +53,7 @@ def postgres_ready() -> str:
     """The test PostgreSQL, migrated once per run; in CI an unreachable server fails the run."""
     try:
         asyncio.run(_migrate(POSTGRES_URL, fresh_schema=True))
-    except (OSError, Exception) as exc:  # asyncpg raises OSError or its own errors when unreachable
+    except _UNREACHABLE as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required in CI and unreachable: {exc}")
         pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable here: {exc}")

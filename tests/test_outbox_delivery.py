@@ -1,0 +1,317 @@
+"""Outbox delivery through a fake platform adapter that records sends and fails on demand: retries at
+the time the platform asks for, dead rows, obsolete prompts, updates of earlier messages, leases."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import col, select
+
+from bot.app import App
+from bot.delivery import LEASE, MAX_ATTEMPTS
+from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
+from conversations.i18n import t
+from conversations.messages import Message
+from conversations.org_service import import_org_file
+from conversations.prompts import prompt_key
+from storage import outbox
+from storage.clock import set_clock
+from storage.models import Assignment, Outbox
+from tests.harness import HR, LILEI, SAMPLE_ORG, Clock
+from tests.harness import test_settings as settings_for
+
+HELP_TITLE = t("cmd.help_title", "zh-CN")
+
+
+class ProcessDied(BaseException):
+    """The process is killed in the middle of a send (not an error the worker could handle)."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One call the platform received."""
+
+    call: str  # "send" or "update"
+    recipient: str
+    key: str
+    message: Message
+    message_id: str
+
+
+@dataclass
+class FakePlatform(Platform):
+    """A platform adapter at the edge: records every call; ``failures`` are raised by the next calls."""
+
+    name = "console"  # the rows the router queues for console events route here
+    calls: list[Sent] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    fail_always: BaseException | None = None
+    _on_event: EventHandler | None = None
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def start(self, on_event: EventHandler) -> None:
+        self._on_event = on_event
+
+    async def stop(self) -> None:
+        self._on_event = None
+
+    def _maybe_fail(self, key: str) -> None:
+        self.attempts.append(key)
+        if self.fail_always is not None:
+            raise self.fail_always
+        if self.failures:
+            raise self.failures.pop(0)
+
+    async def send(self, recipient: str, message: Message, *, key: str) -> str:
+        self._maybe_fail(key)
+        message_id = f"m{next(self._ids)}"
+        self.calls.append(Sent("send", recipient, key, message, message_id))
+        return message_id
+
+    async def update(self, recipient: str, message_id: str, message: Message, *, key: str) -> None:
+        self._maybe_fail(key)
+        self.calls.append(Sent("update", recipient, key, message, message_id))
+
+    async def say(self, email: str, text: str) -> None:
+        """A person types ``text`` (the event reaches the app as any platform's would)."""
+        assert self._on_event is not None
+        await self._on_event(
+            IncomingEvent("console", uuid.uuid4().hex, email, "text", text=text, email=email)
+        )
+
+    def to(self, recipient: str) -> list[Sent]:
+        return [c for c in self.calls if c.recipient == recipient]
+
+
+@dataclass
+class Rig:
+    app: App
+    platform: FakePlatform
+    clock: Clock
+
+    async def drain(self) -> int:
+        return await self.app.delivery.drain()
+
+    async def rows(self) -> list[Outbox]:
+        async with self.app.db.sessions() as session:
+            return list((await session.exec(select(Outbox).order_by(col(Outbox.id)))).all())
+
+    async def row(self, key: str) -> Outbox:
+        found = [r for r in await self.rows() if r.idempotency_key == key]
+        assert len(found) == 1, key
+        return found[0]
+
+    async def help_row(self) -> Outbox:
+        """The one reply row of HR's ``帮助`` command."""
+        found = [r for r in await self.rows() if r.kind == "reply" and r.idempotency_key.endswith(":r1")]
+        assert len(found) == 1
+        return found[0]
+
+    async def assignment_of_lilei(self) -> Assignment:
+        async with self.app.db.sessions() as session:
+            rows = (await session.exec(select(Assignment))).all()
+        assert len(rows) == 1
+        return rows[0]
+
+
+@pytest.fixture
+async def rig(db_url: str) -> AsyncIterator[Rig]:
+    clock = Clock(datetime(2026, 11, 27, 8, 0, tzinfo=UTC))
+    set_clock(clock)
+    platform = FakePlatform()
+    app = App(settings_for(db_url), platforms={"console": platform})
+    await app.start()
+    await import_org_file(app.db, SAMPLE_ORG)
+    try:
+        yield Rig(app, platform, clock)
+    finally:
+        await app.stop()
+        set_clock(None)
+
+
+async def test_a_rate_limited_send_is_retried_when_the_platform_said(rig: Rig) -> None:
+    rig.platform.failures = [SendError("ratelimited", retry_after=30)]
+    await rig.platform.say(HR, "帮助")
+
+    assert await rig.drain() == 1
+    row = await rig.help_row()
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "ratelimited")
+    assert row.due_at == rig.clock.now + timedelta(seconds=30)
+    assert rig.platform.calls == []
+
+    rig.clock.advance(seconds=29)
+    assert await rig.drain() == 0
+    assert rig.platform.calls == []
+
+    rig.clock.advance(seconds=1)
+    assert await rig.drain() == 1
+    assert await rig.drain() == 0
+    (sent,) = rig.platform.to(HR)
+    assert HELP_TITLE in sent.message.plain_text()
+    row = await rig.help_row()
+    assert (row.status, row.attempts, row.last_error, row.platform_message_id) == (
+        "sent",
+        2,
+        None,
+        sent.message_id,
+    )
+    assert row.sent_at == rig.clock.now
+
+
+async def test_a_permanent_failure_is_dead_at_once_with_its_reason(rig: Rig) -> None:
+    rig.platform.failures = [SendError("user_not_found", permanent=True)]
+    await rig.platform.say(HR, "帮助")
+
+    await rig.drain()
+    rig.clock.advance(days=1)
+    await rig.drain()
+
+    row = await rig.help_row()
+    assert (row.status, row.attempts, row.last_error) == ("dead", 1, "user_not_found")
+    assert rig.platform.attempts == [row.idempotency_key]
+    assert rig.platform.calls == []
+
+
+async def test_a_send_that_keeps_failing_is_dead_after_max_attempts(rig: Rig) -> None:
+    rig.platform.fail_always = SendError("service unavailable", retry_after=1)
+    await rig.platform.say(HR, "帮助")
+
+    for _ in range(MAX_ATTEMPTS + 3):
+        await rig.drain()
+        rig.clock.advance(seconds=1)
+
+    row = await rig.help_row()
+    assert (row.status, row.attempts, row.last_error) == ("dead", MAX_ATTEMPTS, "service unavailable")
+    assert rig.platform.attempts == [row.idempotency_key] * MAX_ATTEMPTS
+
+
+async def test_an_unexpected_fault_is_retried_with_backoff_and_recorded(rig: Rig) -> None:
+    rig.platform.failures = [ConnectionResetError("connection reset by peer")]
+    await rig.platform.say(HR, "帮助")
+
+    await rig.drain()
+    row = await rig.help_row()
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error is not None and "connection reset by peer" in row.last_error
+    # the first backoff is at most 2 s (full jitter)
+    assert rig.clock.now <= row.due_at <= rig.clock.now + timedelta(seconds=2)
+
+    rig.clock.advance(seconds=2)
+    await rig.drain()
+    assert [c.call for c in rig.platform.to(HR)] == ["send"]
+    assert (await rig.help_row()).status == "sent"
+
+
+async def test_a_row_left_sending_by_a_dead_process_is_sent_after_its_lease(rig: Rig) -> None:
+    rig.platform.failures = [ProcessDied()]
+    await rig.platform.say(HR, "帮助")
+
+    with pytest.raises(ProcessDied):
+        await rig.drain()
+    row = await rig.help_row()
+    assert (row.status, row.due_at) == ("sending", rig.clock.now + LEASE)
+
+    assert await rig.drain() == 0  # still leased to the process that died
+    rig.clock.advance(seconds=LEASE.total_seconds())
+    assert await rig.drain() == 1
+
+    assert len(rig.platform.to(HR)) == 1
+    assert (await rig.help_row()).status == "sent"
+
+
+async def test_a_prompt_whose_conversation_moved_on_is_obsolete_and_not_sent(rig: Rig) -> None:
+    await rig.platform.say(HR, "cycle start weekly --people li.lei@example.com")
+    await rig.drain()
+    assignment = await rig.assignment_of_lilei()
+    assert assignment.id is not None
+    aid, version = assignment.id, assignment.version
+    # two messages handled before the delivery worker ran: the question for the first is stale
+    await rig.platform.say(LILEI, "完成了登录模块重构")
+    await rig.platform.say(LILEI, "上一步")
+    stale_key = prompt_key(aid, version + 1, "week_rating")
+    fresh_key = prompt_key(aid, version + 2, "wins")
+
+    await rig.drain()
+
+    assert (await rig.row(stale_key)).status == "obsolete"
+    assert stale_key not in rig.platform.attempts
+    assert (await rig.row(fresh_key)).status == "sent"
+    last = rig.platform.to(LILEI)[-1]
+    assert last.key == fresh_key
+    assert "第 1/5 题" in last.message.text
+    assert not [r for r in await rig.rows() if r.status == "pending"]
+
+
+async def test_a_snooze_reminder_is_sent_when_due_and_dropped_after_a_resume(rig: Rig) -> None:
+    await rig.platform.say(HR, "cycle start weekly --people li.lei@example.com")
+    await rig.platform.say(LILEI, "稍后 30分钟")
+    await rig.drain()
+    reminders = [r for r in await rig.rows() if r.kind == "reminder"]
+    assert [r.status for r in reminders] == ["pending"]
+    rig.clock.advance(minutes=29)
+    await rig.drain()
+    assert [c for c in rig.platform.to(LILEI) if c.key == reminders[0].idempotency_key] == []
+
+    rig.clock.advance(minutes=1)
+    await rig.drain()
+    (reminded,) = [c for c in rig.platform.to(LILEI) if c.key == reminders[0].idempotency_key]
+    assert t("chat.resume_hint", "zh-CN") in reminded.message.plain_text()
+
+    # snooze again, resume before the time comes: the reminder is dropped
+    await rig.platform.say(LILEI, "稍后 30分钟")
+    await rig.platform.say(LILEI, "继续")
+    await rig.drain()
+    rig.clock.advance(minutes=31)
+    await rig.drain()
+    second = [r for r in await rig.rows() if r.kind == "reminder"][1]
+    assert second.status == "obsolete"
+    assert second.idempotency_key not in rig.platform.attempts
+
+
+async def test_an_update_replaces_the_platform_message_it_follows(rig: Rig) -> None:
+    await rig.platform.say(HR, "cycle start weekly --people li.lei@example.com")
+    await rig.drain()
+    question = rig.platform.to(LILEI)[-1]
+    assert "第 1/5 题" in question.message.text
+    assignment = await rig.assignment_of_lilei()
+    assert assignment.id is not None
+
+    await rig.platform.say(LILEI, "完成了登录模块重构")
+    await rig.drain()
+
+    update, following = rig.platform.to(LILEI)[-2:]
+    assert (update.call, update.message_id, update.message.replaces) == (
+        "update",
+        question.message_id,
+        question.key,
+    )
+    assert update.message.fields[0].value.endswith("完成了登录模块重构")
+    next_question = prompt_key(assignment.id, assignment.version + 1, "week_rating")
+    assert (following.call, following.key) == ("send", next_question)
+    assert (await rig.row(update.key)).platform_message_id == question.message_id
+
+
+async def test_rows_for_a_platform_this_process_does_not_serve_are_left_alone(rig: Rig) -> None:
+    async with rig.app.db.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session,
+            rows=[
+                {
+                    "idempotency_key": "slack-only-1",
+                    "platform": "slack",
+                    "kind": "notice",
+                    "recipient": "U01WANGFANG",
+                    "payload": Message(text="hello").model_dump(mode="json"),
+                }
+            ],
+        )
+    assert await rig.drain() == 0
+    row = await rig.row("slack-only-1")
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert rig.platform.attempts == []

@@ -1,0 +1,251 @@
+"""Settings from the environment and ``.env``: defaults, database URLs, nested sections, and refusing
+placeholder secrets for enabled platforms."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import Settings
+from storage.engine import async_url
+
+EXAMPLE_ENV = Path(__file__).resolve().parents[1] / ".env.example"
+SECTIONS = ("SLACK", "FEISHU", "DINGTALK", "JIRA")
+TOP_LEVEL = (
+    "DATABASE_URL",
+    "DEFAULT_LOCALE",
+    "DEFAULT_TIMEZONE",
+    "RITUALS_DIR",
+    "LOG_LEVEL",
+    "MAX_MESSAGE_CHARS",
+    "SNOOZE_MINUTES",
+    "HTTP_HOST",
+    "HTTP_PORT",
+)
+# values that look like real credentials (random, not from any account)
+REAL = {
+    "SLACK_BOT_TOKEN": "xoxb-2718281828-3141592653-Zq8Lw2XvR7tYbN4cKm9PdHs1",
+    "FEISHU_APP_ID": "cli_a4f3b2c1d0e9f8a7",
+    "FEISHU_APP_SECRET": "Vb7Kp2Qx9Lm4Tz8Rw3Ny6Hs1Jd5Fg0Ca",
+    "DINGTALK_CLIENT_ID": "dingq7z1x9w3v5u2t8s4",
+    "DINGTALK_CLIENT_SECRET": "N3k8Qp2Wm7Xz4Lr9Tv6Yb1Hc5Jd0Fg8Sa2Ke7Uo4Pi9Ly3Mw6Qn1Rb5Tc8Vd0Xe",
+}
+PLATFORM_SECRETS = {
+    "SLACK": ("SLACK_BOT_TOKEN",),
+    "FEISHU": ("FEISHU_APP_ID", "FEISHU_APP_SECRET"),
+    "DINGTALK": ("DINGTALK_CLIENT_ID", "DINGTALK_CLIENT_SECRET"),
+}
+PLACEHOLDERS = ["", "   ", "changeme", "xoxb-your-bot-token", "<your token>", "your_secret_here", "..."]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting from the machine's environment or a stray ``.env``: each test says what it sets."""
+    for name in list(os.environ):
+        if name.upper() in TOP_LEVEL or name.upper().startswith(tuple(f"{s}_" for s in SECTIONS)):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """The message Settings() refuses ``env`` with."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    return str(caught.value)
+
+
+def test_defaults_use_a_sqlite_file_in_the_working_directory(clean_environment: Path) -> None:
+    settings = Settings()
+
+    assert settings.database_url == "sqlite:///cadence.db"
+    assert async_url(settings.database_url) == "sqlite+aiosqlite:///cadence.db"
+    assert settings.default_locale == "zh-CN"
+    assert settings.default_timezone == "Asia/Shanghai"
+    assert settings.rituals_dir is None
+    assert settings.enabled_platforms() == []
+    assert not any(getattr(settings, s.lower()).enabled for s in SECTIONS)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver_url"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("sqlite:////var/lib/cadence/cadence.db", "sqlite+aiosqlite:////var/lib/cadence/cadence.db"),
+        ("postgresql://user@host:5432/db", "postgresql+asyncpg://user@host:5432/db"),
+        ("postgres://user@host:5432/db", "postgresql+asyncpg://user@host:5432/db"),
+        # a password with an escaped character reaches the driver unchanged (and unmasked)
+        (
+            "postgresql://cadence:p%40ss@db.internal/cadence",
+            "postgresql+asyncpg://cadence:p%40ss@db.internal/cadence",
+        ),
+    ],
+)
+def test_database_urls_are_accepted_and_mapped_to_async_drivers(
+    monkeypatch: pytest.MonkeyPatch, url: str, driver_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    settings = Settings()
+    assert settings.database_url == url
+    assert async_url(settings.database_url) == driver_url
+
+
+def test_an_unsupported_database_is_refused_naming_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = refusal(monkeypatch, DATABASE_URL="mysql://cadence@db.internal/cadence")
+    assert "DATABASE_URL" in message
+    assert "mysql" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("cadence.db", id="bare-file"),
+        pytest.param("not a url", id="text"),
+    ],
+)
+def test_an_unparseable_database_url_is_refused_naming_database_url(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """``DATABASE_URL=`` (left empty in .env) or a bare file name must be a settings error, not a crash."""
+    message = refusal(monkeypatch, DATABASE_URL=url)
+    assert "DATABASE_URL" in message
+
+
+@pytest.mark.parametrize("section", list(PLATFORM_SECRETS))
+@pytest.mark.parametrize("placeholder", PLACEHOLDERS)
+def test_an_enabled_platform_refuses_placeholder_secrets(
+    monkeypatch: pytest.MonkeyPatch, section: str, placeholder: str
+) -> None:
+    secrets = PLATFORM_SECRETS[section]
+    env = {name: REAL[name] for name in secrets}
+    env[secrets[-1]] = placeholder
+    message = refusal(monkeypatch, **{f"{section}_ENABLED": "true"}, **env)
+    assert secrets[-1] in message
+    # a secret that is fine is not blamed
+    assert all(name not in message for name in secrets[:-1])
+
+
+@pytest.mark.parametrize("section", list(PLATFORM_SECRETS))
+def test_an_enabled_platform_without_any_secret_names_every_missing_one(
+    monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    message = refusal(monkeypatch, **{f"{section}_ENABLED": "true"})
+    assert all(name in message for name in PLATFORM_SECRETS[section])
+
+
+@pytest.mark.parametrize("section", list(PLATFORM_SECRETS))
+def test_an_enabled_platform_with_real_looking_secrets_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    monkeypatch.setenv(f"{section}_ENABLED", "true")
+    for name in PLATFORM_SECRETS[section]:
+        monkeypatch.setenv(name, REAL[name])
+
+    settings = Settings()
+
+    nested = getattr(settings, section.lower())
+    assert nested.enabled is True
+    for name in PLATFORM_SECRETS[section]:
+        assert getattr(nested, name.removeprefix(f"{section}_").lower()) == REAL[name]
+    assert settings.enabled_platforms() == [section.lower()]
+
+
+def test_a_platform_not_enabled_may_keep_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_ENABLED", "false")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-your-bot-token")
+    monkeypatch.setenv("FEISHU_APP_SECRET", "changeme")
+    monkeypatch.setenv("DINGTALK_CLIENT_ID", "<your client id>")
+
+    settings = Settings()
+
+    assert settings.slack.bot_token == "xoxb-your-bot-token"
+    assert settings.enabled_platforms() == []
+
+
+def test_nested_variables_land_in_their_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "SLACK_API_URL": "http://127.0.0.1:8123/api/",
+        "SLACK_SIGNING_SECRET": "8f14e45fceea167a5a36dedd4bea2543",
+        "SLACK_COMMAND": "/jiepai",
+        "FEISHU_DOMAIN": "https://open.larksuite.com",
+        "FEISHU_ENCRYPT_KEY": "k3y",
+        "DINGTALK_ROBOT_CODE": "dingrobot42",
+        "DINGTALK_API_URL": "http://127.0.0.1:8124",
+        "JIRA_BASE_URL": "https://example.atlassian.net",
+        "JIRA_API_TOKEN": "ATATT3xFfGF0-not-a-placeholder",
+        "JIRA_ENABLED": "true",
+        "MAX_MESSAGE_CHARS": "5000",
+        "DEFAULT_LOCALE": "en",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    settings = Settings()
+
+    assert (settings.slack.api_url, settings.slack.signing_secret, settings.slack.command) == (
+        "http://127.0.0.1:8123/api/",
+        "8f14e45fceea167a5a36dedd4bea2543",
+        "/jiepai",
+    )
+    assert (settings.feishu.domain, settings.feishu.encrypt_key) == ("https://open.larksuite.com", "k3y")
+    assert (settings.dingtalk.robot_code, settings.dingtalk.api_url) == (
+        "dingrobot42",
+        "http://127.0.0.1:8124",
+    )
+    assert (settings.jira.enabled, settings.jira.base_url) == (True, "https://example.atlassian.net")
+    assert (settings.max_message_chars, settings.default_locale) == (5000, "en")
+    # Jira is a task source, not a chat platform
+    assert settings.enabled_platforms() == []
+
+
+def test_the_dotenv_file_in_the_working_directory_is_read(
+    monkeypatch: pytest.MonkeyPatch, clean_environment: Path
+) -> None:
+    (clean_environment / ".env").write_text(
+        "DATABASE_URL=sqlite:///from-dotenv.db\n"
+        "DEFAULT_LOCALE=en\n"
+        "SLACK_ENABLED=true\n"
+        f"SLACK_BOT_TOKEN={REAL['SLACK_BOT_TOKEN']}\n"
+        "RITUALS_DIR=/etc/cadence/rituals\n",
+        encoding="utf-8",
+    )
+
+    settings = Settings()
+
+    assert settings.database_url == "sqlite:///from-dotenv.db"
+    assert settings.default_locale == "en"
+    assert (settings.slack.enabled, settings.slack.bot_token) == (True, REAL["SLACK_BOT_TOKEN"])
+    assert settings.rituals_dir == Path("/etc/cadence/rituals")
+
+    # the environment wins over the file
+    monkeypatch.setenv("DEFAULT_LOCALE", "zh-CN")
+    assert Settings().default_locale == "zh-CN"
+
+
+def test_a_placeholder_in_the_dotenv_file_is_refused(clean_environment: Path) -> None:
+    (clean_environment / ".env").write_text(
+        "FEISHU_ENABLED=true\nFEISHU_APP_ID=cli_a4f3b2c1d0e9f8a7\nFEISHU_APP_SECRET=your-app-secret\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "FEISHU_APP_SECRET" in str(caught.value)
+    assert "FEISHU_APP_ID" not in str(caught.value)
+
+
+def test_the_shipped_example_works_as_a_dotenv_file(clean_environment: Path) -> None:
+    shutil.copy(EXAMPLE_ENV, clean_environment / ".env")
+
+    settings = Settings()
+
+    assert settings.database_url == "sqlite:///cadence.db"
+    assert settings.enabled_platforms() == []
+    assert settings.slack.api_url == "https://slack.com/api/"
+    assert settings.feishu.domain == "https://open.feishu.cn"
