@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.intake import Acknowledge, Intake
 from bot.platforms.base import IncomingEvent
 from conversations.command_parser import looks_like_command
 from conversations.commands import CommandContext, run_command
@@ -51,19 +52,17 @@ class Router:
     def __init__(self, db: Database, engine: Engine, *, default_locale: str, max_message_chars: int) -> None:
         self.db, self.engine = db, engine
         self.default_locale, self.max_message_chars = default_locale, max_message_chars
+        self._intake = Intake(self)
+        self.outbox_rows = outbox_rows
 
-    async def receive(self, event: IncomingEvent) -> bool:
-        """Journal and process one event; False when it is a re-delivery of one already seen."""
+    async def receive(self, event: IncomingEvent, *, acknowledge: Acknowledge | None = None) -> bool:
+        """Journal and process one event; False when it is a re-delivery of one already seen.
+
+        ``acknowledge`` is awaited as soon as the event is journaled (before it is processed): that
+        is when a platform may be told the event arrived.
+        """
         payload = event.to_payload(max_chars=self.max_message_chars)
-        async with self.db.sessions() as session, session.begin():
-            journal_id = await journal.record(
-                session, platform=event.platform, event_id=event.event_id, payload=payload
-            )
-        if journal_id is None:
-            log.info("re-delivery of %s event %s ignored", event.platform, event.event_id)
-            return False
-        await self.process(journal_id, IncomingEvent.from_payload(payload))
-        return True
+        return await self._intake.submit(event, payload, acknowledge)
 
     async def replay_unprocessed(self) -> int:
         """Process events journaled before a crash but never processed; returns how many."""
@@ -86,7 +85,7 @@ class Router:
                     # row lock, then finds it processed and does nothing
                     if not await journal.claim(session, journal_id=journal_id):
                         return
-                    out = await self._handle(session, journal_id, event)
+                    out = await self.handle(session, journal_id, event)
                     await outbox.enqueue(session, rows=outbox_rows(out, platform=event.platform))
                 return
             except StaleStateError:
@@ -111,14 +110,17 @@ class Router:
             await journal.mark_failed(session, journal_id=journal_id, error=f"{type(exc).__name__}: {exc}")
 
     async def _person(self, session: AsyncSession, event: IncomingEvent) -> PersonContext | None:
-        person = await people.by_identity(
-            session, platform=event.platform, external_id=event.user_id, tenant=event.tenant
+        person = await people.resolve(
+            session,
+            platform=event.platform,
+            external_id=event.user_id,
+            tenant=event.tenant,
+            email=event.email,
         )
-        if person is None and event.email:
-            person = await people.by_email(session, email=event.email)
         return person if person is not None and person.active else None
 
-    async def _handle(self, session: AsyncSession, journal_id: int, event: IncomingEvent) -> list[Outgoing]:
+    async def handle(self, session: AsyncSession, journal_id: int, event: IncomingEvent) -> list[Outgoing]:
+        """What one journaled event does, in the caller's transaction (which has claimed it)."""
         person = await self._person(session, event)
         if person is None:
             return [await self._unknown_user(session, journal_id, event)]
@@ -140,10 +142,11 @@ class Router:
         if looks_like_command(event.text):
             ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
             return await run_command(ctx, event.text)
-        if await holding_conversation(session, person_id=person.id) is None:
+        conv = await holding_conversation(session, person_id=person.id)
+        if conv is None:
             ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
             return await run_command(ctx, event.text)
-        return await self.engine.on_text(session, person=person, text=event.text, replies=replies)
+        return await self.engine.on_text(session, person=person, text=event.text, replies=replies, conv=conv)
 
     async def _unknown_user(self, session: AsyncSession, journal_id: int, event: IncomingEvent) -> Outgoing:
         admins = await people.hr_admins(session)

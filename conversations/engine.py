@@ -45,10 +45,19 @@ class Engine:
     # ---- entry points -------------------------------------------------------------------------
 
     async def on_text(
-        self, session: AsyncSession, *, person: PersonContext, text: str, replies: Replies
+        self,
+        session: AsyncSession,
+        *,
+        person: PersonContext,
+        text: str,
+        replies: Replies,
+        conv: ConversationRow | None = None,
     ) -> list[Outgoing]:
-        """A typed message from someone with a conversation in progress (or not)."""
-        conv = await store.holding_conversation(session, person_id=person.id)
+        """A typed message from someone with a conversation in progress (or not).
+
+        ``conv`` is the conversation in progress when the caller has just read it.
+        """
+        conv = conv or await store.holding_conversation(session, person_id=person.id)
         if conv is None:
             return [replies(Message(text=t("chat.nothing_open", person.locale), tone=Tone.PLAIN))]
         turn = await self._turn(session, conv, person, replies)

@@ -6,16 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from storage.clock import utcnow
 from storage.models import Answer, Assignment, Cycle
+from storage.prepared import Prepared, dialect_insert, run
 from storage.upsert import insert_for
 
 A = Assignment.__table__  # type: ignore[attr-defined]
 ANS = Answer.__table__  # type: ignore[attr-defined]
+C = Cycle.__table__  # type: ignore[attr-defined]
 
 # statuses that hold a person's one conversation slot: a new ritual waits behind them
 HOLDING = ("active", "snoozed", "paused")
@@ -64,44 +65,82 @@ def _row(r: Any) -> ConversationRow:
     return ConversationRow(*r)
 
 
-async def holding_conversation(session: AsyncSession, *, person_id: int) -> ConversationRow | None:
-    """The person's conversation in progress (active first, then snoozed or paused), if any."""
-    active_first = case((A.c.status == "active", 0), else_=1)
-    stmt = (
+_ACTIVE_FIRST = case((A.c.status == "active", 0), else_=1)
+_HOLDING = Prepared(
+    lambda _: (
         select(*_COLUMNS)
-        .join(Cycle, Cycle.id == A.c.cycle_id)
-        .where(A.c.person_id == person_id, A.c.status.in_(HOLDING))
-        .order_by(active_first, A.c.id)
+        .join(C, C.c.id == A.c.cycle_id)
+        .where(A.c.person_id == bindparam("person_id"), A.c.status.in_(HOLDING))
+        .order_by(_ACTIVE_FIRST, A.c.id)
         .limit(1)
     )
-    row = (await session.execute(stmt)).first()
+)
+_ONE = Prepared(lambda _: select(*_COLUMNS).join(C, C.c.id == A.c.cycle_id).where(A.c.id == bindparam("id")))
+
+
+async def holding_conversation(session: AsyncSession, *, person_id: int) -> ConversationRow | None:
+    """The person's conversation in progress (active first, then snoozed or paused), if any."""
+    row = (await run(session, _HOLDING, {"person_id": person_id})).first()
     return _row(row) if row else None
 
 
 async def get_conversation(session: AsyncSession, *, assignment_id: int) -> ConversationRow | None:
     """One assignment with its cycle's ritual and status."""
-    stmt = select(*_COLUMNS).join(Cycle, Cycle.id == A.c.cycle_id).where(A.c.id == assignment_id)
-    row = (await session.execute(stmt)).first()
+    row = (await run(session, _ONE, {"id": assignment_id})).first()
     return _row(row) if row else None
 
 
 async def next_pending(session: AsyncSession, *, person_id: int) -> ConversationRow | None:
     """The oldest assignment waiting in the person's queue, in an open cycle."""
-    stmt = (
+    row = (await run(session, _NEXT_PENDING, {"person_id": person_id})).first()
+    return _row(row) if row else None
+
+
+_NEXT_PENDING = Prepared(
+    lambda _: (
         select(*_COLUMNS)
-        .join(Cycle, Cycle.id == A.c.cycle_id)
-        .where(A.c.person_id == person_id, A.c.status == "pending", col(Cycle.status) == "open")
+        .join(C, C.c.id == A.c.cycle_id)
+        .where(A.c.person_id == bindparam("person_id"), A.c.status == "pending", C.c.status == "open")
         .order_by(A.c.id)
         .limit(1)
     )
-    row = (await session.execute(stmt)).first()
-    return _row(row) if row else None
+)
+_HOLDS_SLOT = Prepared(
+    lambda _: (
+        select(func.count())
+        .select_from(A)
+        .where(A.c.person_id == bindparam("person_id"), A.c.status.in_(HOLDING))
+    )
+)
 
 
 async def holds_slot(session: AsyncSession, *, person_id: int) -> bool:
     """Whether the person already has a conversation in progress."""
-    stmt = select(func.count()).select_from(A).where(A.c.person_id == person_id, A.c.status.in_(HOLDING))
-    return bool((await session.execute(stmt)).scalar_one())
+    return bool((await run(session, _HOLDS_SLOT, {"person_id": person_id})).scalar_one())
+
+
+def _move_statement(*, started: bool, submitted: bool) -> Prepared:
+    values: dict[str, Any] = {
+        "status": bindparam("status"),
+        "current_step": bindparam("current_step"),
+        "return_to_summary": bindparam("return_to_summary"),
+        "snoozed_until": bindparam("snoozed_until", type_=A.c.snoozed_until.type),
+        "version": A.c.version + 1,
+    }
+    if started:
+        values["started_at"] = func.coalesce(A.c.started_at, bindparam("now", type_=A.c.started_at.type))
+    if submitted:
+        values["submitted_at"] = bindparam("now", type_=A.c.submitted_at.type)
+    return Prepared(
+        lambda _: (
+            update(A)
+            .where(A.c.id == bindparam("assignment_id"), A.c.version == bindparam("expected"))
+            .values(**values)
+        )
+    )
+
+
+_MOVES = {(s, d): _move_statement(started=s, submitted=d) for s in (False, True) for d in (False, True)}
 
 
 async def move(
@@ -117,49 +156,59 @@ async def move(
     submitted: bool = False,
 ) -> int:
     """Move an assignment to a new state if nobody else did first; returns the new version."""
-    now = utcnow()
-    values: dict[str, Any] = {
+    params = {
+        "assignment_id": assignment_id,
+        "expected": expected_version,
         "status": status,
         "current_step": current_step,
         "return_to_summary": return_to_summary,
         "snoozed_until": snoozed_until,
-        "version": A.c.version + 1,
+        "now": utcnow(),
     }
-    if started:
-        values["started_at"] = func.coalesce(A.c.started_at, now)
-    if submitted:
-        values["submitted_at"] = now
-    stmt = (
-        update(A)
-        .where(and_(A.c.id == assignment_id, A.c.version == expected_version))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(stmt)
+    result = await run(session, _MOVES[started, submitted], params)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleStateError(f"assignment {assignment_id} is no longer at version {expected_version}")
     return expected_version + 1
+
+
+def _save_answer(dialect: str) -> Any:
+    insert = dialect_insert(dialect, ANS)
+    changed = {
+        "value": insert.excluded.value,
+        "skipped": insert.excluded.skipped,
+        "answered_at": insert.excluded.answered_at,
+    }
+    return insert.on_conflict_do_update(index_elements=["assignment_id", "step"], set_=changed)
+
+
+_SAVE_ANSWER = Prepared(_save_answer)
 
 
 async def save_answer(
     session: AsyncSession, *, assignment_id: int, step: str, value: Any, skipped: bool = False
 ) -> None:
     """Store (or replace) the answer to one step."""
-    now = utcnow()
-    stmt = insert_for(session, ANS).values(
-        assignment_id=assignment_id, step=step, value=value, skipped=skipped, answered_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["assignment_id", "step"],
-        set_={"value": value, "skipped": skipped, "answered_at": now},
-    )
-    await session.execute(stmt)
+    params = {
+        "assignment_id": assignment_id,
+        "step": step,
+        "value": value,
+        "skipped": skipped,
+        "answered_at": utcnow(),
+    }
+    await run(session, _SAVE_ANSWER, params)
 
 
 async def answers_for(session: AsyncSession, *, assignment_id: int) -> dict[str, tuple[Any, bool]]:
     """``{step: (value, skipped)}`` for one assignment."""
-    stmt = select(ANS.c.step, ANS.c.value, ANS.c.skipped).where(ANS.c.assignment_id == assignment_id)
-    return {step: (value, skipped) for step, value, skipped in (await session.execute(stmt)).all()}
+    rows = (await run(session, _ANSWERS, {"assignment_id": assignment_id})).all()
+    return {step: (value, skipped) for step, value, skipped in rows}
+
+
+_ANSWERS = Prepared(
+    lambda _: select(ANS.c.step, ANS.c.value, ANS.c.skipped).where(
+        ANS.c.assignment_id == bindparam("assignment_id")
+    )
+)
 
 
 async def create_assignment(

@@ -11,6 +11,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import sqlite_inline
+
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -63,7 +65,15 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` with the settings each backend needs."""
     target = async_url(url)
     if backend_name(url) == "sqlite":
-        engine = create_async_engine(target, connect_args={"timeout": 10}, json_serializer=_json)
+        database = make_url(url).database or ":memory:"
+        engine = create_async_engine(
+            target,
+            async_creator=sqlite_inline.creator(database),
+            # one connection: coroutines queue for it instead of meeting in SQLite's lock
+            pool_size=1,
+            max_overflow=0,
+            json_serializer=_json,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

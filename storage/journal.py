@@ -4,38 +4,81 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
 from storage.models import InboundEvent
-from storage.upsert import insert_for
+from storage.prepared import Prepared, dialect_insert, run
 
 J = InboundEvent.__table__  # type: ignore[attr-defined]
+
+
+_RECORD = Prepared(
+    lambda dialect: (
+        dialect_insert(dialect, J)
+        .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+        .returning(J.c.id)
+    )
+)
+_CLAIM = Prepared(
+    lambda _: (
+        update(J)
+        .where(J.c.id == bindparam("journal_id"), J.c.processed_at.is_(None))
+        .values(processed_at=bindparam("now", type_=J.c.processed_at.type))
+    )
+)
 
 
 async def record(
     session: AsyncSession, *, platform: str, event_id: str, payload: dict[str, Any]
 ) -> int | None:
     """Journal an event; returns its row id, or None when this event was seen before."""
-    stmt = (
-        insert_for(session, J)
-        .values(platform=platform, event_id=event_id, payload=payload, received_at=utcnow())
+    params = {"platform": platform, "event_id": event_id, "payload": payload, "received_at": utcnow()}
+    return (await run(session, _RECORD, params)).scalar_one_or_none()
+
+
+async def record_many(
+    session: AsyncSession, *, rows: list[tuple[str, str, dict[str, Any]]]
+) -> dict[tuple[str, str], int]:
+    """Journal many events at once; ``{(platform, event_id): id}`` for those not seen before."""
+    now = utcnow()
+    params = [
+        {"platform": p, "event_id": e, "payload": payload, "received_at": now} for p, e, payload in rows
+    ]
+    result = await run(session, _RECORD_MANY, params)
+    return {(platform, event_id): row_id for row_id, platform, event_id in result.all()}
+
+
+_RECORD_MANY = Prepared(
+    lambda dialect: (
+        dialect_insert(dialect, J)
         .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+        .returning(J.c.id, J.c.platform, J.c.event_id)
+    )
+)
+_CLAIM_MANY = Prepared(
+    lambda _: (
+        update(J)
+        .where(J.c.id.in_(bindparam("journal_ids", expanding=True)), J.c.processed_at.is_(None))
+        .values(processed_at=bindparam("now", type_=J.c.processed_at.type))
         .returning(J.c.id)
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+)
+
+
+async def claim_many(session: AsyncSession, *, journal_ids: list[int]) -> set[int]:
+    """Claim many rows at once (see ``claim``); returns the ids this transaction got."""
+    if not journal_ids:
+        return set()
+    result = await run(session, _CLAIM_MANY, {"journal_ids": journal_ids, "now": utcnow()})
+    return {row_id for (row_id,) in result.all()}
 
 
 async def claim(session: AsyncSession, *, journal_id: int) -> bool:
     """Mark a row processed in the caller's transaction; False if it already was (nothing to do)."""
-    stmt = (
-        update(J)
-        .where(J.c.id == journal_id, J.c.processed_at.is_(None))
-        .values(processed_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+    result = await run(session, _CLAIM, {"journal_id": journal_id, "now": utcnow()})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def mark_failed(session: AsyncSession, *, journal_id: int, error: str) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
 from storage.models import Assignment, Outbox
-from storage.upsert import insert_for
+from storage.prepared import Prepared, dialect_insert, run
 
 OUT = Outbox.__table__  # type: ignore[attr-defined]
 A = Assignment.__table__  # type: ignore[attr-defined]
@@ -33,6 +33,11 @@ class OutboxRow:
     attempts: int
 
 
+_ENQUEUE = Prepared(
+    lambda dialect: dialect_insert(dialect, OUT).on_conflict_do_nothing(index_elements=["idempotency_key"])
+)
+
+
 async def enqueue(session: AsyncSession, *, rows: list[dict[str, Any]]) -> None:
     """Queue messages; a key already queued is left alone (that is what makes a replay harmless)."""
     if not rows:
@@ -52,8 +57,7 @@ async def enqueue(session: AsyncSession, *, rows: list[dict[str, Any]]) -> None:
         }
         for row in rows
     ]
-    stmt = insert_for(session, OUT).values(values).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    await session.execute(stmt)
+    await run(session, _ENQUEUE, values)
 
 
 async def due_rows(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
 from storage.models import Identity, Person
+from storage.prepared import Prepared, run
 
 P = Person.__table__  # type: ignore[attr-defined]
 I = Identity.__table__  # type: ignore[attr-defined]  # noqa: E741
@@ -53,8 +54,11 @@ def _row(r: tuple[Any, ...]) -> PersonRow:
 
 async def by_id(session: AsyncSession, *, person_id: int) -> PersonRow | None:
     """One person by id."""
-    row = (await session.execute(select(*_COLUMNS).where(P.c.id == person_id))).first()
+    row = (await run(session, _BY_ID, {"person_id": person_id})).first()
     return _row(tuple(row)) if row else None
+
+
+_BY_ID = Prepared(lambda _: select(*_COLUMNS).where(P.c.id == bindparam("person_id")))
 
 
 async def by_email(session: AsyncSession, *, email: str) -> PersonRow | None:
@@ -73,6 +77,38 @@ async def by_identity(
         .where(I.c.platform == platform, I.c.tenant == tenant, I.c.external_id == external_id)
     )
     row = (await session.execute(stmt)).first()
+    return _row(tuple(row)) if row else None
+
+
+def _resolve(_: str) -> Any:
+    by_identity = (
+        select(*_COLUMNS, literal(0).label("rank"))
+        .join(I, I.c.person_id == P.c.id)
+        .where(
+            I.c.platform == bindparam("platform"),
+            I.c.tenant == bindparam("tenant"),
+            I.c.external_id == bindparam("external_id"),
+        )
+    )
+    by_email = select(*_COLUMNS, literal(1).label("rank")).where(P.c.email == bindparam("email"))
+    both = union_all(by_identity, by_email).subquery()
+    return select(*[c for c in both.c if c.name != "rank"]).order_by(both.c.rank).limit(1)
+
+
+_RESOLVE = Prepared(_resolve)
+
+
+async def resolve(
+    session: AsyncSession, *, platform: str, external_id: str, tenant: str = "", email: str | None = None
+) -> PersonRow | None:
+    """The person behind a platform user: by their identity, else by the email the platform gave."""
+    params = {
+        "platform": platform,
+        "tenant": tenant,
+        "external_id": external_id,
+        "email": (email or "").strip().lower(),
+    }
+    row = (await run(session, _RESOLVE, params)).first()
     return _row(tuple(row)) if row else None
 
 
