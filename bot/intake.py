@@ -16,14 +16,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.platforms.base import IncomingEvent
-from storage import journal, outbox
+from storage import assignments, journal, outbox, people
+from storage.assignments import ConversationRow
+from storage.people import PersonRow
 
 if TYPE_CHECKING:
     from bot.router import Router
 
 log = logging.getLogger(__name__)
 Acknowledge = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Known:
+    """An event's person and their conversation in progress, read ahead for a batch."""
+
+    person: PersonRow | None
+    conv: ConversationRow | None
 
 
 @dataclass
@@ -105,11 +117,33 @@ class Intake:
             claimed = await journal.claim_many(
                 session, journal_ids=[w.journal_id for w in live if w.journal_id]
             )
+            events = [IncomingEvent.from_payload(w.payload) for w in live]
+            known = await self._read_ahead(session, events)
             rows = []
-            for waiting in live:
+            for waiting, event in zip(live, events, strict=True):
                 if waiting.journal_id not in claimed:
                     continue  # another process got to it first
-                event = IncomingEvent.from_payload(waiting.payload)
-                out = await self.router.handle(session, waiting.journal_id or 0, event)
+                # what was read ahead holds for a person's first event; their next ones read again
+                ahead = known.pop(_user(event), None)
+                out = await self.router.handle(session, waiting.journal_id or 0, event, ahead)
                 rows.extend(self.router.outbox_rows(out, platform=event.platform))
             await outbox.enqueue(session, rows=rows)
+
+    async def _read_ahead(self, session: AsyncSession, events: list[IncomingEvent]) -> dict[_User, Known]:
+        """Each event's person and conversation in progress, in two queries for the whole batch."""
+        found = await people.resolve_many(session, users=[_user(e) for e in events])
+        ids = [p.id for p in found.values()]
+        convs = await assignments.holding_many(session, person_ids=ids)
+        known = {}
+        for event in events:
+            person = found.get(_user(event))
+            known[_user(event)] = Known(person, convs.get(person.id) if person else None)
+        return known
+
+
+_User = tuple[str, str, str, str]
+
+
+def _user(event: IncomingEvent) -> _User:
+    """Who sent an event: platform, tenant, platform user id and email (as the platform gave it)."""
+    return (event.platform, event.tenant, event.user_id, (event.email or "").strip().lower())

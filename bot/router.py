@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.intake import Acknowledge, Intake
+from bot.intake import Acknowledge, Intake, Known
 from bot.platforms.base import IncomingEvent
 from conversations.command_parser import looks_like_command
 from conversations.commands import CommandContext, run_command
@@ -119,9 +119,17 @@ class Router:
         )
         return person if person is not None and person.active else None
 
-    async def handle(self, session: AsyncSession, journal_id: int, event: IncomingEvent) -> list[Outgoing]:
-        """What one journaled event does, in the caller's transaction (which has claimed it)."""
-        person = await self._person(session, event)
+    async def handle(
+        self, session: AsyncSession, journal_id: int, event: IncomingEvent, known: Known | None = None
+    ) -> list[Outgoing]:
+        """What one journaled event does, in the caller's transaction (which has claimed it).
+
+        ``known`` is the person and conversation when the caller read them for a whole batch.
+        """
+        if known is not None:
+            person = known.person if known.person is not None and known.person.active else None
+        else:
+            person = await self._person(session, event)
         if person is None:
             return [await self._unknown_user(session, journal_id, event)]
         replies = Replies(f"in{journal_id}", person.id)
@@ -142,7 +150,7 @@ class Router:
         if looks_like_command(event.text):
             ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
             return await run_command(ctx, event.text)
-        conv = await holding_conversation(session, person_id=person.id)
+        conv = known.conv if known is not None else await holding_conversation(session, person_id=person.id)
         if conv is None:
             ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
             return await run_command(ctx, event.text)

@@ -84,6 +84,27 @@ async def holding_conversation(session: AsyncSession, *, person_id: int) -> Conv
     return _row(row) if row else None
 
 
+_HOLDING_MANY = Prepared(
+    lambda _: (
+        select(*_COLUMNS)
+        .join(C, C.c.id == A.c.cycle_id)
+        .where(A.c.person_id.in_(bindparam("person_ids", expanding=True)), A.c.status.in_(HOLDING))
+        .order_by(A.c.person_id, _ACTIVE_FIRST, A.c.id)
+    )
+)
+
+
+async def holding_many(session: AsyncSession, *, person_ids: list[int]) -> dict[int, ConversationRow]:
+    """``holding_conversation`` for many people in one query (people with none are left out)."""
+    if not person_ids:
+        return {}
+    found: dict[int, ConversationRow] = {}
+    for row in (await run(session, _HOLDING_MANY, {"person_ids": sorted(set(person_ids))})).all():
+        conv = _row(row)
+        found.setdefault(conv.person_id, conv)
+    return found
+
+
 async def get_conversation(session: AsyncSession, *, assignment_id: int) -> ConversationRow | None:
     """One assignment with its cycle's ritual and status."""
     row = (await run(session, _ONE, {"id": assignment_id})).first()

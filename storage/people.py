@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, union_all, update
+from sqlalchemy import bindparam, func, literal, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
@@ -110,6 +110,50 @@ async def resolve(
     }
     row = (await run(session, _RESOLVE, params)).first()
     return _row(tuple(row)) if row else None
+
+
+def _resolve_many(_: str) -> Any:
+    keys = tuple_(I.c.platform, I.c.tenant, I.c.external_id)
+    by_identity = (
+        select(*_COLUMNS, I.c.platform, I.c.tenant, I.c.external_id, literal("").label("email_key"))
+        .join(I, I.c.person_id == P.c.id)
+        .where(keys.in_(bindparam("keys", expanding=True)))
+    )
+    by_email = select(
+        *_COLUMNS,
+        literal("").label("platform"),
+        literal("").label("tenant"),
+        literal("").label("external_id"),
+        P.c.email,
+    ).where(P.c.email.in_(bindparam("emails", expanding=True)))
+    return union_all(by_identity, by_email)
+
+
+_RESOLVE_MANY = Prepared(_resolve_many)
+User = tuple[str, str, str, str]
+
+
+async def resolve_many(session: AsyncSession, *, users: list[User]) -> dict[User, PersonRow]:
+    """``resolve`` for many ``(platform, tenant, user id, email)`` at once, in one query."""
+    params = {
+        "keys": list({(p, t, u) for p, t, u, _ in users}) or [("", "", "")],
+        "emails": list({e for *_, e in users if e}) or [""],
+    }
+    by_identity: dict[tuple[str, str, str], PersonRow] = {}
+    by_email: dict[str, PersonRow] = {}
+    for row in (await run(session, _RESOLVE_MANY, params)).all():
+        person = _row(tuple(row[: len(_COLUMNS)]))
+        platform, tenant, external_id, email = row[len(_COLUMNS) :]
+        if email:
+            by_email[email] = person
+        else:
+            by_identity[(platform, tenant, external_id)] = person
+    found = {}
+    for user in users:
+        person = by_identity.get(user[:3]) or by_email.get(user[3])
+        if person is not None:
+            found[user] = person
+    return found
 
 
 async def manager_of(session: AsyncSession, *, person_id: int) -> PersonRow | None:
