@@ -148,11 +148,11 @@ async def resolve_many(session: AsyncSession, *, users: list[User]) -> dict[User
             by_email[email] = person
         else:
             by_identity[(platform, tenant, external_id)] = person
-    found = {}
+    found: dict[User, PersonRow] = {}
     for user in users:
-        person = by_identity.get(user[:3]) or by_email.get(user[3])
-        if person is not None:
-            found[user] = person
+        match = by_identity.get(user[:3]) or by_email.get(user[3])
+        if match is not None:
+            found[user] = match
     return found
 
 

@@ -34,7 +34,7 @@ class Prepared:
 _CONNECTION = "cadence.connection"
 
 
-async def run(session: AsyncSession, prepared: Prepared, params: Any = None) -> Result[Any]:
+async def run(session: AsyncSession, prepared: Prepared, params: Any = None) -> Result[*tuple[Any, ...]]:
     """Execute ``prepared`` in the session's transaction; a list of params runs it as executemany."""
     connection = session.info.get(_CONNECTION)
     if connection is None:
