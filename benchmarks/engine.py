@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import itertools
 import json
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,9 @@ from bot.settings import Settings
 from conversations.org_service import import_org_file
 from storage.engine import Database
 
+# a database of its own: the benchmark drops its schema, which must never race the test suite's
 DEFAULT_POSTGRES_URL = os.environ.get(
-    "CADENCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    "CADENCE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/cadence_bench"
 )
 # what every person types, in order: the five weekly recap steps, then "submit" at the summary
 SCRIPT = (
@@ -58,12 +61,18 @@ SCRIPT = (
     "no",  # discuss_in_one_on_one
     "submit",  # at the summary
 )
+# a PostgreSQL advisory lock key ("CADBENCH" in ASCII) and how long a second run waits for it
+LOCK_KEY = 0x4341444245_4E4348 % 2**63
+LOCK_WAIT = 600
 STORED_ANSWERS = 5  # rows in ``answer`` per person (the "submit" is not a step)
 NOTE = (
     "timed phase = inbound path only (Router.receive: journal + engine + outbox rows, "
     "one event at a time per person, --concurrency people at once); outbox delivery to the "
     "platform is excluded and measured separately"
 )
+
+
+log = logging.getLogger("benchmarks.engine")
 
 
 class BenchmarkError(RuntimeError):
@@ -115,6 +124,25 @@ def write_org(path: Path, people: int) -> tuple[str, list[str]]:
 # --- one database ------------------------------------------------------------------------------
 
 
+async def ensure_database(url: str) -> None:
+    """Create the benchmark's database on first use (through the server's own "postgres" database)."""
+    target = make_url(url)
+    server = Database(target.set(database="postgres").render_as_string(hide_password=False), pool_size=1)
+    try:
+        # CREATE DATABASE cannot run inside a transaction
+        async with server.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            exists = await conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}
+            )
+            if exists.scalar() is None:
+                await conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
+        shown = target.render_as_string(hide_password=True)
+        raise Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}") from exc
+    finally:
+        await server.dispose()
+
+
 async def fresh_postgres(url: str) -> None:
     """Drop and recreate the public schema: the benchmark owns this database while it runs."""
     database = Database(url, pool_size=1)
@@ -122,6 +150,36 @@ async def fresh_postgres(url: str) -> None:
         async with database.engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await database.dispose()
+
+
+@contextlib.asynccontextmanager
+async def owning(url: str) -> AsyncIterator[None]:
+    """Hold an advisory lock for the whole run, so two benchmarks never drop each other's schema.
+
+    A second run on the same database waits (up to LOCK_WAIT) instead of wiping the first one's
+    tables mid-measurement. Only benchmarks take this lock: keep the test suite off this database.
+    """
+    shown = make_url(url).render_as_string(hide_password=True)
+    database = Database(url, pool_size=1)
+    try:
+        try:
+            conn = await database.engine.connect()
+        except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
+            raise Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}") from exc
+        try:
+            await conn.execute(text(f"SET lock_timeout = '{LOCK_WAIT}s'"))
+            if not (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar():
+                log.warning("another benchmark is using %s; waiting up to %ds", shown, LOCK_WAIT)
+                try:
+                    await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+                except Exception as exc:
+                    raise BenchmarkError(f"another benchmark held {shown} for over {LOCK_WAIT}s") from exc
+            await conn.commit()  # the lock belongs to the session, not to this transaction
+            yield
+        finally:
+            await conn.close()  # closing the session releases the lock
     finally:
         await database.dispose()
 
@@ -155,12 +213,16 @@ async def answer_all(app: App, emails: list[str], concurrency: int) -> int:
 
 async def run_one(kind: str, url: str, people: int, concurrency: int, workdir: Path) -> dict[str, Any]:
     """Set up, time the answering phase and verify; returns the JSON record."""
-    if kind == "postgresql":
-        try:
-            await fresh_postgres(url)
-        except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
-            shown = make_url(url).render_as_string(hide_password=True)
-            raise Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}") from exc
+    if kind != "postgresql":
+        return await _run_app(kind, url, people, concurrency, workdir)
+    await ensure_database(url)
+    async with owning(url):
+        await fresh_postgres(url)
+        return await _run_app(kind, url, people, concurrency, workdir)
+
+
+async def _run_app(kind: str, url: str, people: int, concurrency: int, workdir: Path) -> dict[str, Any]:
+    """Migrate, import the org, start the cycle, then time everyone answering and check the result."""
     console = ConsolePlatform()
     app = App(Settings(database_url=url, log_level="WARNING", _env_file=None), platforms={"console": console})
     try:
@@ -224,7 +286,10 @@ def run_in_process(kind: str, args: argparse.Namespace) -> int:
             print(json.dumps({"benchmark": "engine", "db": kind, "error": str(exc)}), flush=True)
             return 0
         except Exception as exc:
-            print(json.dumps({"benchmark": "engine", "db": kind, "error": f"{type(exc).__name__}: {exc}"}))
+            # the traceback goes to stderr; the line stays short (SQL errors quote every parameter)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            line = {"benchmark": "engine", "db": kind, "error": error}
+            print(json.dumps(line, ensure_ascii=False), flush=True)
             raise
     print(json.dumps(record, ensure_ascii=False), flush=True)
     return 1 if "error" in record else 0
@@ -260,7 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument(
-        "--concurrency", type=int, default=8, help="people answering at the same time (default 8)"
+        "--concurrency",
+        type=int,
+        default=32,
+        help="people answering at the same time (default 32: a recap lands on a whole office at 16:00)",
     )
     args = parser.parse_args(argv)
     if args.people < 2:

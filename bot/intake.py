@@ -48,43 +48,56 @@ class _Waiting:
 
 
 class Intake:
-    """Batches concurrent ``Router.receive`` calls; a batch is whatever queued during the last one."""
+    """Batches concurrent ``Router.receive`` calls in two stages that overlap.
+
+    Stage one journals whatever queued while it last ran, and acknowledges it; stage two processes
+    whatever stage one has journaled. On PostgreSQL the stages use two connections, so the next
+    batch is journaled while the last one is processed; on SQLite they take turns.
+    """
 
     def __init__(self, router: Router, *, max_batch: int = 100) -> None:
         self.router, self.max_batch = router, max_batch
-        self._queue: deque[_Waiting] = deque()
-        self._worker: asyncio.Task[None] | None = None
+        self._arrived: deque[_Waiting] = deque()
+        self._journaled: deque[_Waiting] = deque()
+        self._journal_task: asyncio.Task[None] | None = None
+        self._process_task: asyncio.Task[None] | None = None
 
     async def submit(
         self, event: IncomingEvent, payload: dict[str, Any], acknowledge: Acknowledge | None
     ) -> bool:
         """Journal and process ``event``; False when it is a re-delivery of one already seen."""
         waiting = _Waiting(event, payload, asyncio.get_running_loop().create_future(), acknowledge)
-        self._queue.append(waiting)
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
+        self._arrived.append(waiting)
+        if self._journal_task is None or self._journal_task.done():
+            self._journal_task = asyncio.create_task(self._stage(self._arrived, self._journal_stage))
         return await waiting.done
 
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
+    def _take(self, queue: deque[_Waiting]) -> list[_Waiting]:
+        return [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
+
+    async def _stage(self, queue: deque[_Waiting], work: Callable[[list[_Waiting]], Awaitable[None]]) -> None:
+        while queue:
+            batch = self._take(queue)
             try:
-                await self._run(batch)
+                await work(batch)
             except BaseException as exc:
-                # never leave a caller waiting: the event is journaled or it is not, and they hear which
+                # never leave a caller waiting: they hear what went wrong
                 for waiting in batch:
                     if not waiting.done.done():
                         waiting.done.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
 
-    async def _run(self, batch: list[_Waiting]) -> None:
+    async def _journal_stage(self, batch: list[_Waiting]) -> None:
         live = await self._journal(batch)
-        for waiting in batch:
-            if waiting.acknowledge is not None:
-                await waiting.acknowledge()
-        if not live:
-            return
+        acks = [w.acknowledge() for w in batch if w.acknowledge is not None]
+        if acks:
+            await asyncio.gather(*acks)
+        self._journaled.extend(live)
+        if live and (self._process_task is None or self._process_task.done()):
+            self._process_task = asyncio.create_task(self._stage(self._journaled, self._process_stage))
+
+    async def _process_stage(self, live: list[_Waiting]) -> None:
         try:
             await self._process_together(live)
         except Exception:

@@ -26,6 +26,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "people": ("--people", "--person", "--人员"),
     "due": ("--due", "--截止"),
 }
+_FIRST_WORDS = frozenset(w for words in COMMANDS.values() for w in words) | {"cadence"}
 _PREFIXES = ("/cadence", "/节拍", "cadence", "/")
 # parse errors that mean "this was never a command" rather than "a command, typed wrong"
 _NOT_COMMANDS = ("cmd.unknown", "cmd.unbalanced_quote", "cmd.unknown_sub", "cmd.cycle_needs_sub")
@@ -74,8 +75,12 @@ def looks_like_command(text: str) -> bool:
     "me and Bob shipped it" is an answer, so a command word only counts with the arguments its
     command takes; anything starting with "/" is always a command.
     """
-    if normalize(text).startswith("/"):
+    cleaned = normalize(text)
+    if cleaned.startswith("/"):
         return True
+    first = cleaned.split(maxsplit=1)[0].lower() if cleaned else ""
+    if first not in _FIRST_WORDS:  # most messages are answers: skip the full parse
+        return False
     parsed = parse_command(text)
     if isinstance(parsed, CommandError):
         # "Cycle time dropped 20%" is an answer: only a known sub-command makes "cycle" a command

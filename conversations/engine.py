@@ -96,8 +96,6 @@ class Engine:
         self, session: AsyncSession, *, person: PersonContext, key_prefix: str
     ) -> list[Outgoing]:
         """Start the person's next queued ritual if nothing else is in progress."""
-        if await store.holds_slot(session, person_id=person.id):
-            return []
         conv = await store.next_pending(session, person_id=person.id)
         if conv is None:
             return []

@@ -112,32 +112,29 @@ async def get_conversation(session: AsyncSession, *, assignment_id: int) -> Conv
 
 
 async def next_pending(session: AsyncSession, *, person_id: int) -> ConversationRow | None:
-    """The oldest assignment waiting in the person's queue, in an open cycle."""
+    """The oldest assignment waiting in the person's queue, in an open cycle, if their slot is free."""
     row = (await run(session, _NEXT_PENDING, {"person_id": person_id})).first()
     return _row(row) if row else None
 
 
+_HOLDER = A.alias("holder")
+# the oldest pending assignment, only when nothing else holds the person's slot: one round trip
 _NEXT_PENDING = Prepared(
     lambda _: (
         select(*_COLUMNS)
         .join(C, C.c.id == A.c.cycle_id)
-        .where(A.c.person_id == bindparam("person_id"), A.c.status == "pending", C.c.status == "open")
+        .where(
+            A.c.person_id == bindparam("person_id"),
+            A.c.status == "pending",
+            C.c.status == "open",
+            ~select(_HOLDER.c.id)
+            .where(_HOLDER.c.person_id == A.c.person_id, _HOLDER.c.status.in_(HOLDING))
+            .exists(),
+        )
         .order_by(A.c.id)
         .limit(1)
     )
 )
-_HOLDS_SLOT = Prepared(
-    lambda _: (
-        select(func.count())
-        .select_from(A)
-        .where(A.c.person_id == bindparam("person_id"), A.c.status.in_(HOLDING))
-    )
-)
-
-
-async def holds_slot(session: AsyncSession, *, person_id: int) -> bool:
-    """Whether the person already has a conversation in progress."""
-    return bool((await run(session, _HOLDS_SLOT, {"person_id": person_id})).scalar_one())
 
 
 def _move_statement(*, started: bool, submitted: bool) -> Prepared:
