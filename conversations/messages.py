@@ -22,6 +22,9 @@ class Tone(StrEnum):
     ERROR = "error"
 
 
+_MAX_ID = 2**31  # ids and versions are 32-bit integer columns on both databases
+
+
 class Action(BaseModel):
     """What a button press means; serialised into the platform's callback value."""
 
@@ -42,9 +45,12 @@ class Action(BaseModel):
         if len(parts) != 5 or parts[0] != "v1":
             return None
         try:
-            return cls(assignment_id=int(parts[1]), step=parts[2], version=int(parts[3]), value=parts[4])
+            assignment_id, version = int(parts[1]), int(parts[3])
         except ValueError:
             return None
+        if not (0 < assignment_id < _MAX_ID and 0 <= version < _MAX_ID):
+            return None  # forged: no row has such an id
+        return cls(assignment_id=assignment_id, step=parts[2], version=version, value=parts[4])
 
 
 class Button(BaseModel):

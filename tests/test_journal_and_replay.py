@@ -8,6 +8,7 @@ import json
 from bot.platforms.base import IncomingEvent
 from conversations.i18n import t
 from storage import journal
+from storage.models import RitualDefinition
 from tests.harness import HR, LILEI, Chat
 
 ANSWER_Q1 = "完成了登录模块重构 🚀"
@@ -129,28 +130,51 @@ async def test_normal_processing_leaves_no_error_in_the_journal(chat: Chat) -> N
     )
 
 
-async def test_a_failing_event_is_recorded_and_answered_once_and_changes_nothing(chat: Chat) -> None:
+async def test_a_forged_button_value_is_refused_and_changes_nothing(chat: Chat) -> None:
     await _start_weekly_for_lilei(chat)
     before = await _state(chat)
-    # a button value that parses as ours but names an assignment id no database column can hold
+    # parses as ours, but names an assignment id no database column can hold
     forged = "v1|99999999999999999999|wins|1|yes"
 
     await chat.console.click(LILEI, forged, event_id="forged-1")
 
+    assert t("chat.already_answered", "zh-CN") in await chat.inbox(LILEI)
+    assert await _state(chat) == before
+    assert await _answers(chat) == []
+
+
+async def test_a_failing_event_is_recorded_and_answered_once_and_changes_nothing(chat: Chat) -> None:
+    await _start_weekly_for_lilei(chat)
+    before = await _state(chat)
+    good_body = await chat.scalar("select body from ritualdefinition")
+    # damage the stored question set (as a bad manual edit would) so that handling the event fails
+    await _set_ritual_body(chat, {"broken": True})
+    await chat.restart()  # nothing cached: the next message reads the damaged definition
+
+    await chat.console.say(LILEI, ANSWER_Q1, event_id="fails-1")
+
     shown = await chat.inbox(LILEI)
-    assert FAILED in shown
     assert shown.count(FAILED) == 1
-    (error,) = [e for (e,) in await chat.rows("select error from inboundevent where event_id = 'forged-1'")]
+    (error,) = [e for (e,) in await chat.rows("select error from inboundevent where event_id = 'fails-1'")]
     assert error
     assert await _state(chat) == before
     assert await _answers(chat) == []
 
     # the failed event is closed: neither a re-delivery nor a restart answers it again
-    await chat.console.click(LILEI, forged, event_id="forged-1")
+    await chat.console.say(LILEI, ANSWER_Q1, event_id="fails-1")
+    await _set_ritual_body(chat, good_body if isinstance(good_body, dict) else json.loads(good_body))
     await chat.restart()
     assert await chat.inbox(LILEI) == ""
-    # and the person can carry on
+    # and once the definition is repaired the person carries on
     assert "第 2/5 题" in await chat.say(LILEI, ANSWER_Q1)
+
+
+async def _set_ritual_body(chat: Chat, body: dict[str, object]) -> None:
+    assert chat.app is not None
+    async with chat.app.db.engine.begin() as conn:
+        await conn.execute(
+            RitualDefinition.__table__.update().values(body=body)  # type: ignore[attr-defined]
+        )
 
 
 async def test_replaying_a_command_twice_queues_its_reply_once(chat: Chat) -> None:
