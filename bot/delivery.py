@@ -13,7 +13,6 @@ import logging
 import random
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.platforms.base import Platform, SendError
@@ -21,7 +20,7 @@ from conversations.messages import Message
 from storage import outbox, people
 from storage.clock import utcnow
 from storage.engine import Database
-from storage.outbox import OUT, OutboxRow
+from storage.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
@@ -45,43 +44,10 @@ class Delivery:
         self._kick.set()
 
     async def _claim(self, limit: int) -> list[OutboxRow]:
-        now = utcnow()
         async with self.db.sessions() as session, session.begin():
-            stmt = (
-                select(OUT.c.id)
-                .where(
-                    OUT.c.platform.in_(list(self.platforms)),
-                    OUT.c.due_at <= now,
-                    or_(OUT.c.status == "pending", OUT.c.status == "sending"),
-                )
-                .order_by(OUT.c.due_at, OUT.c.id)
-                .limit(limit)
+            claimed = await outbox.claim_due(
+                session, platforms=list(self.platforms), limit=limit, lease_until=utcnow() + LEASE
             )
-            if self.db.backend == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            ids = [i for (i,) in (await session.execute(stmt)).all()]
-            if not ids:
-                return []
-            await session.execute(
-                update(OUT).where(OUT.c.id.in_(ids)).values(status="sending", due_at=now + LEASE)
-            )
-            rows = await session.execute(
-                select(
-                    OUT.c.id,
-                    OUT.c.idempotency_key,
-                    OUT.c.person_id,
-                    OUT.c.recipient,
-                    OUT.c.platform,
-                    OUT.c.kind,
-                    OUT.c.payload,
-                    OUT.c.assignment_id,
-                    OUT.c.assignment_version,
-                    OUT.c.attempts,
-                )
-                .where(OUT.c.id.in_(ids))
-                .order_by(OUT.c.id)
-            )
-            claimed = [OutboxRow(*tuple(r)) for r in rows.all()]
             stale = await outbox.obsolete_ids(session, rows=claimed)
             for row_id in stale:
                 await outbox.mark(session, outbox_id=row_id, status="obsolete")

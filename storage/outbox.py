@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
@@ -60,32 +60,52 @@ async def enqueue(session: AsyncSession, *, rows: list[dict[str, Any]]) -> None:
     await run(session, _ENQUEUE, values)
 
 
-async def due_rows(
-    session: AsyncSession, *, platform: str | None = None, limit: int = 100
+_ROW_COLUMNS = (
+    OUT.c.id,
+    OUT.c.idempotency_key,
+    OUT.c.person_id,
+    OUT.c.recipient,
+    OUT.c.platform,
+    OUT.c.kind,
+    OUT.c.payload,
+    OUT.c.assignment_id,
+    OUT.c.assignment_version,
+    OUT.c.attempts,
+)
+
+
+async def claim_due(
+    session: AsyncSession, *, platforms: list[str], limit: int, lease_until: datetime
 ) -> list[OutboxRow]:
-    """Pending rows whose time has come, oldest first; on PostgreSQL, rows other workers hold are skipped."""
-    stmt = (
-        select(
-            OUT.c.id,
-            OUT.c.idempotency_key,
-            OUT.c.person_id,
-            OUT.c.recipient,
-            OUT.c.platform,
-            OUT.c.kind,
-            OUT.c.payload,
-            OUT.c.assignment_id,
-            OUT.c.assignment_version,
-            OUT.c.attempts,
+    """Take due rows for sending: pending ones, and ``sending`` ones whose sender's lease ran out.
+
+    A claimed row is ``sending`` until ``lease_until``; if its process dies mid-send, the row
+    comes due again then. On PostgreSQL rows another worker is claiming are skipped, not waited for.
+    """
+    now = utcnow()
+    due = (
+        select(OUT.c.id)
+        .where(
+            OUT.c.platform.in_(platforms),
+            OUT.c.due_at <= now,
+            or_(OUT.c.status == "pending", OUT.c.status == "sending"),
         )
-        .where(OUT.c.status == "pending", OUT.c.due_at <= utcnow())
         .order_by(OUT.c.due_at, OUT.c.id)
         .limit(limit)
     )
-    if platform is not None:
-        stmt = stmt.where(OUT.c.platform == platform)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return [OutboxRow(*tuple(r)) for r in (await session.execute(stmt)).all()]
+        due = due.with_for_update(skip_locked=True)
+    ids = [i for (i,) in (await session.execute(due)).all()]
+    if not ids:
+        return []
+    claimed = (
+        update(OUT)
+        .where(OUT.c.id.in_(ids))
+        .values(status="sending", due_at=lease_until)
+        .returning(*_ROW_COLUMNS)
+    )
+    rows = [OutboxRow(*tuple(r)) for r in (await session.execute(claimed)).all()]
+    return sorted(rows, key=lambda r: r.id)
 
 
 async def obsolete_ids(session: AsyncSession, *, rows: list[OutboxRow]) -> set[int]:
@@ -123,14 +143,3 @@ async def platform_message_id(session: AsyncSession, *, idempotency_key: str) ->
     """The platform's id for a sent message (to update it), by the key it was queued under."""
     stmt = select(OUT.c.platform_message_id).where(OUT.c.idempotency_key == idempotency_key)
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def count_by_status(session: AsyncSession) -> dict[str, int]:
-    """How many rows are in each state (for status screens and the demo)."""
-    stmt = select(OUT.c.status, func.count()).group_by(OUT.c.status)
-    return dict((await session.execute(stmt)).all())
-
-
-def pending_filter() -> Any:
-    """Rows still to send (for callers that count depth)."""
-    return and_(OUT.c.status == "pending", or_(OUT.c.due_at.is_(None), OUT.c.due_at <= utcnow()))
