@@ -148,14 +148,20 @@ async def _cycle_by_arg(ctx: CommandContext, cmd: Command) -> Cycle | list[Outgo
     return cycle
 
 
-async def _cycle_remind(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+async def _open_cycle_for_hr(ctx: CommandContext, cmd: Command, action: str) -> Cycle | list[Outgoing]:
+    """The open cycle an HR command names, or the reply saying why there is none to act on."""
     if not ctx.person.is_hr:
-        return await _refuse(ctx, "cycle.remind", "hr")
+        return await _refuse(ctx, action, "hr")
     cycle = await _cycle_by_arg(ctx, cmd)
+    if not isinstance(cycle, list) and cycle.status != "open":
+        return ctx.say("cmd.cycle_closed", Tone.ERROR, id=cycle.id)
+    return cycle
+
+
+async def _cycle_remind(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    cycle = await _open_cycle_for_hr(ctx, cmd, "cycle.remind")
     if isinstance(cycle, list):
         return cycle
-    if cycle.status != "open":
-        return ctx.say("cmd.cycle_closed", Tone.ERROR, id=cycle.id)
     out = await cycle_service.remind_cycle(ctx.session, engine=ctx.engine, cycle=cycle)
     await audit.write(
         ctx.session,
@@ -167,13 +173,9 @@ async def _cycle_remind(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
 
 
 async def _cycle_close(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
-    if not ctx.person.is_hr:
-        return await _refuse(ctx, "cycle.close", "hr")
-    cycle = await _cycle_by_arg(ctx, cmd)
+    cycle = await _open_cycle_for_hr(ctx, cmd, "cycle.close")
     if isinstance(cycle, list):
         return cycle
-    if cycle.status != "open":
-        return ctx.say("cmd.cycle_closed", Tone.ERROR, id=cycle.id)
     out = await cycle_service.close_cycle(ctx.session, engine=ctx.engine, cycle=cycle)
     rows = await cycles.completion(ctx.session, cycle_id=cycle.id or 0)
     done = sum(1 for r in rows if r.status == "submitted")

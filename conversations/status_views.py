@@ -20,15 +20,19 @@ def _percent(done: int, total: int) -> str:
     return f"{(100 * done // total) if total else 0}%"
 
 
+async def _visible_rows(
+    session: AsyncSession, cycle: Cycle, visible: set[int] | None
+) -> list[cycles.CompletionRow]:
+    """A cycle's assignments, only those about ``visible`` people when that is given (a manager)."""
+    rows = await cycles.completion(session, cycle_id=cycle.id or 0)
+    return [r for r in rows if visible is None or r.subject_id in visible]
+
+
 async def _cycle_line(
     session: AsyncSession, engine: Engine, cycle: Cycle, locale: str, visible: set[int] | None
 ) -> Field_:
     ritual = await engine.ritual(session, cycle.ritual_id)
-    rows = [
-        r
-        for r in await cycles.completion(session, cycle_id=cycle.id or 0)
-        if visible is None or r.subject_id in visible
-    ]
+    rows = await _visible_rows(session, cycle, visible)
     done = sum(1 for r in rows if r.status == "submitted")
     label = f"#{cycle.id} {ritual.title.get(locale)} {cycle.period}"
     value = t("status.completion", locale, done=done, total=len(rows), percent=_percent(done, len(rows)))
@@ -52,11 +56,7 @@ async def cycle_detail(
 ) -> Message:
     """Completion of one cycle by department, and who has not answered yet."""
     ritual = await engine.ritual(session, cycle.ritual_id)
-    rows = [
-        r
-        for r in await cycles.completion(session, cycle_id=cycle.id or 0)
-        if visible is None or r.subject_id in visible
-    ]
+    rows = await _visible_rows(session, cycle, visible)
     by_dept: dict[str, list[int]] = {}
     for r in rows:
         counts = by_dept.setdefault(r.department or "—", [0, 0])

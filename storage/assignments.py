@@ -282,7 +282,6 @@ async def for_person(
     session: AsyncSession, *, person_id: int, statuses: tuple[str, ...] | None = None, limit: int = 20
 ) -> list[AssignmentSummary]:
     """A person's assignments, newest first."""
-    C = Cycle.__table__  # type: ignore[attr-defined]
     stmt = (
         select(
             A.c.id,
