@@ -91,8 +91,11 @@ class Intake:
     async def _journal_stage(self, batch: list[_Waiting]) -> None:
         live = await self._journal(batch)
         acks = [w.acknowledge() for w in batch if w.acknowledge is not None]
-        if acks:
-            await asyncio.gather(*acks)
+        # a failed acknowledgement is the platform's to retry (a re-delivery is a no-op): the events
+        # are journaled, so they are processed regardless
+        for failure in await asyncio.gather(*acks, return_exceptions=True):
+            if isinstance(failure, Exception):
+                log.warning("acknowledging an event failed: %s", failure)
         self._journaled.extend(live)
         if live and (self._process_task is None or self._process_task.done()):
             self._process_task = asyncio.create_task(self._stage(self._journaled, self._process_stage))

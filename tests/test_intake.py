@@ -84,3 +84,29 @@ async def test_one_failing_message_does_not_cost_the_others_in_its_batch(chat: C
     assert t("router.failed", "en") in await chat.inbox(EMMA)
     errors = await chat.rows("select error from inboundevent where error is not null")
     assert len(errors) == 1
+
+
+async def test_the_platform_is_acknowledged_once_the_event_is_journaled(chat: Chat) -> None:
+    assert chat.app is not None
+    await chat.say(HR, "cycle start weekly --dept Engineering")
+    seen_at_ack: list[int] = []
+
+    async def acknowledge() -> None:
+        seen_at_ack.append(await chat.scalar("select count(*) from inboundevent where event_id = 'ack-1'"))
+
+    event = IncomingEvent("console", "ack-1", EMMA, "text", text="Shipped the export", email=EMMA)
+    assert await chat.app.router.receive(event, acknowledge=acknowledge)
+    assert seen_at_ack == [1]
+    assert await _stored(chat, EMMA) == {"wins": ["Shipped the export"]}
+
+
+async def test_a_failed_acknowledgement_does_not_lose_the_event(chat: Chat) -> None:
+    assert chat.app is not None
+    await chat.say(HR, "cycle start weekly --dept Engineering")
+
+    async def acknowledge() -> None:
+        raise ConnectionError("socket closed before the ack went out")
+
+    event = IncomingEvent("console", "ack-2", EMMA, "text", text="Shipped the export", email=EMMA)
+    assert await chat.app.router.receive(event, acknowledge=acknowledge)
+    assert await _stored(chat, EMMA) == {"wins": ["Shipped the export"]}
