@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.platforms.base import Platform, SendError
@@ -43,10 +45,10 @@ class Delivery:
         """Something was queued: look now instead of at the next tick."""
         self._kick.set()
 
-    async def _claim(self, limit: int) -> list[OutboxRow]:
+    async def _claim(self, limit: int, lease_until: datetime) -> list[OutboxRow]:
         async with self.db.sessions() as session, session.begin():
             claimed = await outbox.claim_due(
-                session, platforms=list(self.platforms), limit=limit, lease_until=utcnow() + LEASE
+                session, platforms=list(self.platforms), limit=limit, lease_until=lease_until
             )
             stale = await outbox.obsolete_ids(session, rows=claimed)
             for row_id in stale:
@@ -55,9 +57,10 @@ class Delivery:
 
     async def drain_once(self, *, limit: int = 100) -> int:
         """Send what is due now; returns how many rows were handled."""
-        rows = await self._claim(limit)
+        lease_until = utcnow() + LEASE
+        rows = await self._claim(limit, lease_until)
         for row in rows:
-            await self._deliver(row)
+            await self._deliver(row, lease_until)
         return len(rows)
 
     async def drain(self) -> int:
@@ -67,53 +70,67 @@ class Delivery:
             total += n
         return total
 
-    async def _deliver(self, row: OutboxRow) -> None:
-        platform = self.platforms[row.platform]
-        message = Message.model_validate(row.payload)
-        async with self.db.sessions() as session, session.begin():
-            recipient = row.recipient
-            if recipient is None and row.person_id is not None:
-                recipient = await people.external_id(session, person_id=row.person_id, platform=row.platform)
-                if recipient is None and row.platform == "console":
-                    person = await people.by_id(session, person_id=row.person_id)
-                    recipient = person.email if person else None
+    async def _deliver(self, row: OutboxRow, lease_until: datetime) -> None:
+        """Send one row. No database session is open while the platform is being waited on."""
+        try:
+            message = Message.model_validate(row.payload)
+        except ValidationError as exc:  # e.g. a row written by an older version: never sendable
+            await self._record(row, lease_until, status="dead", error=f"unreadable message: {exc}")
+            return
+        async with self.db.sessions() as session:
+            recipient = await self._recipient(session, row)
             earlier = None
             if message.replaces:
                 earlier = await outbox.platform_message_id(session, idempotency_key=message.replaces)
-            if recipient is None:
-                await outbox.mark(
-                    session, outbox_id=row.id, status="dead", error="no identity on this platform"
+        if recipient is None:
+            await self._record(row, lease_until, status="dead", error="no identity on this platform")
+            return
+        platform = self.platforms[row.platform]
+        try:
+            if earlier:
+                await platform.update(recipient, earlier, message, key=row.idempotency_key)
+                message_id = earlier
+            else:
+                message_id = await platform.send(recipient, message, key=row.idempotency_key)
+        except SendError as exc:
+            await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
+            return
+        except Exception as exc:  # a bug or a network fault: retried, and recorded on the row
+            log.exception("sending outbox row %s failed", row.id)
+            await self._failed(row, lease_until, exc, None, False)
+            return
+        await self._record(row, lease_until, status="sent", platform_message_id=message_id)
+
+    async def _recipient(self, session: AsyncSession, row: OutboxRow) -> str | None:
+        if row.recipient is not None or row.person_id is None:
+            return row.recipient
+        found = await people.external_id(session, person_id=row.person_id, platform=row.platform)
+        if found is None and row.platform == "console":
+            person = await people.by_id(session, person_id=row.person_id)
+            found = person.email if person else None
+        return found
+
+    async def _record(self, row: OutboxRow, lease_until: datetime, **outcome: Any) -> None:
+        async with self.db.sessions() as session, session.begin():
+            if not await outbox.mark(session, outbox_id=row.id, lease_until=lease_until, **outcome):
+                log.warning(
+                    "outbox row %s was taken over by another sender before its result was recorded", row.id
                 )
-                return
-            try:
-                if earlier:
-                    await platform.update(recipient, earlier, message, key=row.idempotency_key)
-                    message_id = earlier
-                else:
-                    message_id = await platform.send(recipient, message, key=row.idempotency_key)
-            except SendError as exc:
-                await self._failed(session, row, exc, exc.retry_after, exc.permanent)
-                return
-            except Exception as exc:  # a bug or a network fault: retried, and recorded on the row
-                log.exception("sending outbox row %s failed", row.id)
-                await self._failed(session, row, exc, None, False)
-                return
-            await outbox.mark(session, outbox_id=row.id, status="sent", platform_message_id=message_id)
 
     async def _failed(
         self,
-        session: AsyncSession,
         row: OutboxRow,
+        lease_until: datetime,
         exc: Exception,
         retry_after: float | None,
         permanent: bool,
     ) -> None:
         if permanent or row.attempts + 1 >= MAX_ATTEMPTS:
-            await outbox.mark(session, outbox_id=row.id, status="dead", error=str(exc))
+            await self._record(row, lease_until, status="dead", error=str(exc))
             return
         delay = retry_after if retry_after is not None else backoff(row.attempts)
         retry_at = utcnow() + timedelta(seconds=delay)
-        await outbox.mark(session, outbox_id=row.id, status="pending", error=str(exc), retry_at=retry_at)
+        await self._record(row, lease_until, status="pending", error=str(exc), retry_at=retry_at)
 
     async def run(self, stop: asyncio.Event, *, tick: float = 1.0) -> None:
         """Deliver until ``stop`` is set, waking on a kick or every ``tick`` seconds."""

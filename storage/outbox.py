@@ -127,8 +127,12 @@ async def mark(
     platform_message_id: str | None = None,
     error: str | None = None,
     retry_at: datetime | None = None,
-) -> None:
-    """Record what happened to one row: sent, obsolete, failed (to retry at ``retry_at``) or dead."""
+    lease_until: datetime | None = None,
+) -> bool:
+    """Record what happened to one row: sent, obsolete, failed (to retry at ``retry_at``) or dead.
+
+    With ``lease_until``, only while this sender's claim still holds; False if another took over.
+    """
     values: dict[str, Any] = {"status": status, "attempts": OUT.c.attempts + 1}
     if status == "sent":
         values.update(sent_at=utcnow(), platform_message_id=platform_message_id, last_error=None)
@@ -136,7 +140,10 @@ async def mark(
         values["last_error"] = error[:2000]
     if retry_at is not None:
         values["due_at"] = retry_at
-    await session.execute(update(OUT).where(OUT.c.id == outbox_id).values(**values))
+    stmt = update(OUT).where(OUT.c.id == outbox_id).values(**values)
+    if lease_until is not None:
+        stmt = stmt.where(OUT.c.status == "sending", OUT.c.due_at == lease_until)
+    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
 
 async def platform_message_id(session: AsyncSession, *, idempotency_key: str) -> str | None:

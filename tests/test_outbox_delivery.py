@@ -315,3 +315,66 @@ async def test_rows_for_a_platform_this_process_does_not_serve_are_left_alone(ri
     row = await rig.row("slack-only-1")
     assert (row.status, row.attempts) == ("pending", 0)
     assert rig.platform.attempts == []
+
+
+@dataclass
+class DatabaseUsingPlatform(FakePlatform):
+    """A platform whose send reads the database, as an adapter caching a lookup would."""
+
+    app: App | None = None
+    seen: list[int] = field(default_factory=list)
+
+    async def send(self, recipient: str, message: Message, *, key: str) -> str:
+        assert self.app is not None
+        # with a session held across the send, SQLite's one connection would be taken: this would
+        # wait for the pool until it timed out
+        async with self.app.db.sessions() as session:
+            self.seen.append(len((await session.exec(select(Outbox))).all()))
+        return await super().send(recipient, message, key=key)
+
+
+async def test_no_database_connection_is_held_while_the_platform_is_waited_on(db_url: str) -> None:
+    platform = DatabaseUsingPlatform()
+    app = App(settings_for(db_url), platforms={"console": platform})
+    platform.app = app
+    await app.start()
+    try:
+        await import_org_file(app.db, SAMPLE_ORG)
+        await platform.say(HR, "帮助")
+        assert await app.delivery.drain() == 1
+        assert platform.seen == [1]
+        assert [c.call for c in platform.to(HR)] == ["send"]
+    finally:
+        await app.stop()
+
+
+async def test_a_result_is_not_recorded_over_a_sender_that_took_the_row_over(rig: Rig) -> None:
+    await rig.platform.say(HR, "帮助")
+    row = await rig.help_row()
+    async with rig.app.db.sessions() as session, session.begin():
+        lease = rig.clock.now + LEASE
+        (claimed,) = await outbox.claim_due(session, platforms=["console"], limit=10, lease_until=lease)
+    # the lease runs out and a second worker claims the row again
+    rig.clock.advance(seconds=LEASE.total_seconds() + 1)
+    async with rig.app.db.sessions() as session, session.begin():
+        (again,) = await outbox.claim_due(
+            session, platforms=["console"], limit=10, lease_until=rig.clock.now + LEASE
+        )
+    assert claimed.id == again.id == row.id
+    async with rig.app.db.sessions() as session, session.begin():
+        recorded = await outbox.mark(session, outbox_id=row.id, status="sent", lease_until=lease)
+    assert not recorded
+    assert (await rig.row(row.idempotency_key)).status == "sending"
+
+
+async def test_an_unreadable_row_is_dead_with_its_reason_and_others_still_go(rig: Rig) -> None:
+    await rig.platform.say(HR, "帮助")
+    row = await rig.help_row()
+    async with rig.app.db.engine.begin() as conn:
+        await conn.execute(Outbox.__table__.update().values(payload={"no": "text"}))  # type: ignore[attr-defined]
+    await rig.platform.say(HR, "帮助")
+    await rig.drain()
+    dead = await rig.row(row.idempotency_key)
+    assert dead.status == "dead"
+    assert "unreadable message" in (dead.last_error or "")
+    assert [c.message.title for c in rig.platform.to(HR)] == [HELP_TITLE]
