@@ -90,7 +90,8 @@ class Intake:
 
     async def _journal_stage(self, batch: list[_Waiting]) -> None:
         live = await self._journal(batch)
-        acks = [w.acknowledge() for w in batch if w.acknowledge is not None]
+        journaled = [w for w in batch if not (w.done.done() and w.done.exception() is not None)]
+        acks = [w.acknowledge() for w in journaled if w.acknowledge is not None]
         # a failed acknowledgement is the platform's to retry (a re-delivery is a no-op): the events
         # are journaled, so they are processed regardless
         for failure in await asyncio.gather(*acks, return_exceptions=True):
@@ -114,9 +115,16 @@ class Intake:
             waiting.done.set_result(True)
 
     async def _journal(self, batch: list[_Waiting]) -> list[_Waiting]:
-        rows = [(w.event.platform, w.event.event_id, w.payload) for w in batch]
-        async with self.router.db.sessions() as session, session.begin():
-            ids = await journal.record_many(session, rows=rows)
+        try:
+            ids = await self._record(batch)
+        except Exception:
+            if len(batch) == 1:
+                raise  # the caller (the platform adapter) hears it, and the platform re-delivers
+            # one event the database refuses must not cost the others theirs: each on its own
+            log.warning("journaling a batch of %d failed; journaling one by one", len(batch), exc_info=True)
+            for waiting in batch:
+                await self._stage_one(waiting)
+            return []
         live = []
         for waiting in batch:
             # the same event twice in one batch: the first takes the id, the second is a re-delivery
@@ -127,6 +135,20 @@ class Intake:
             else:
                 live.append(waiting)
         return live
+
+    async def _record(self, batch: list[_Waiting]) -> dict[tuple[str, str], int]:
+        rows = [(w.event.platform, w.event.event_id, w.payload) for w in batch]
+        async with self.router.db.sessions() as session, session.begin():
+            return await journal.record_many(session, rows=rows)
+
+    async def _stage_one(self, waiting: _Waiting) -> None:
+        """Journal and process one event by itself; its failure is its own."""
+        try:
+            live = await self._journal([waiting])
+            if live:
+                await self._process_stage(live)
+        except Exception as exc:
+            waiting.done.set_exception(exc)
 
     async def _process_together(self, live: list[_Waiting]) -> None:
         async with self.router.db.sessions() as session, session.begin():

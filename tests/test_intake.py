@@ -110,3 +110,15 @@ async def test_a_failed_acknowledgement_does_not_lose_the_event(chat: Chat) -> N
     event = IncomingEvent("console", "ack-2", EMMA, "text", text="Shipped the export", email=EMMA)
     assert await chat.app.router.receive(event, acknowledge=acknowledge)
     assert await _stored(chat, EMMA) == {"wins": ["Shipped the export"]}
+
+
+async def test_a_lone_surrogate_in_a_message_costs_nobody_their_answer(chat: Chat) -> None:
+    await chat.say(HR, "cycle start weekly --dept Engineering")
+    # legal in a platform's JSON, not in UTF-8: kept as U+FFFD instead of failing the whole batch
+    await asyncio.gather(
+        chat.console.say(LILEI, "修复登录 \ud83d"), chat.console.say(EMMA, "Shipped the export")
+    )
+    await chat.deliver()
+    assert await _stored(chat, LILEI) == {"wins": ["修复登录 \ufffd"]}
+    assert await _stored(chat, EMMA) == {"wins": ["Shipped the export"]}
+    assert "第 2/5 题" in await chat.inbox(LILEI)

@@ -10,6 +10,13 @@ from typing import Any, Literal
 from conversations.messages import Message
 
 
+def _storable(text: str) -> str:
+    """``text`` as valid UTF-8: a lone surrogate (legal in JSON, not in UTF-8) becomes U+FFFD."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 @dataclass(frozen=True)
 class IncomingEvent:
     """Something a person did on a platform, already parsed out of the platform's payload."""
@@ -27,15 +34,15 @@ class IncomingEvent:
     def to_payload(self, *, max_chars: int) -> dict[str, Any]:
         """The journal's copy; text beyond ``max_chars`` is not kept (it would be refused anyway)."""
         return {
-            "platform": self.platform,
-            "event_id": self.event_id,
-            "user_id": self.user_id,
+            "platform": _storable(self.platform),
+            "event_id": _storable(self.event_id),
+            "user_id": _storable(self.user_id),
             "kind": self.kind,
-            "text": self.text[: max_chars + 1],
+            "text": _storable(self.text[: max_chars + 1]),
             "text_length": len(self.text),
-            "action": self.action[:2000],
-            "tenant": self.tenant,
-            "email": self.email,
+            "action": _storable(self.action[:2000]),
+            "tenant": _storable(self.tenant),
+            "email": _storable(self.email) if self.email is not None else None,
         }
 
     @classmethod
