@@ -48,6 +48,15 @@ class Rejected:
     reason: str
 
 
+def small_number(text: str, *, digits: int = 9) -> int | None:
+    """A whole number typed in ASCII digits (after normalize), short enough to be meant; else None.
+
+    ``str.isdigit`` also accepts "²" and "፩", which ``int`` refuses, and "1" followed by 5,000
+    zeros, which no database column holds.
+    """
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= digits else None
+
+
 def normalize(text: str) -> str:
     """NFKC (full-width digits and letters become ASCII) and trimmed; emoji and scripts kept."""
     return unicodedata.normalize("NFKC", text).strip()
@@ -85,8 +94,8 @@ def _rating(step: Step, text: str, locale: str) -> Accepted | Rejected:
     raw = text.lower().removesuffix("/5").strip()
     stars = raw.count("⭐") or raw.count("★")
     number: int | None = None
-    if raw.isdigit():
-        number = int(raw)
+    if (typed := small_number(raw)) is not None:
+        number = typed
     elif raw in _CN_DIGITS:
         number = _CN_DIGITS[raw]
     elif stars and not raw.replace("⭐", "").replace("★", "").strip():
@@ -102,8 +111,9 @@ def _rating(step: Step, text: str, locale: str) -> Accepted | Rejected:
 
 def _choice(step: Step, text: str, locale: str) -> Accepted | Rejected:
     raw = text.lower()
-    if raw.isdigit() and 1 <= int(raw) <= len(step.options):
-        return Accepted(step.options[int(raw) - 1].id)
+    number = small_number(raw)
+    if number is not None and 1 <= number <= len(step.options):
+        return Accepted(step.options[number - 1].id)
     for option in step.options:
         if raw in (option.id, option.label.en.lower(), option.label.zh):
             return Accepted(option.id)

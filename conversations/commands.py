@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations import cycle_service, status_views
+from conversations.answers import normalize, small_number
 from conversations.command_parser import Command, CommandError, parse_command
 from conversations.engine import Engine
 from conversations.i18n import normalize_locale, t
@@ -99,16 +100,22 @@ async def _cycle_start(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
     if not scoped:
         return ctx.say("cmd.nobody_in_scope", Tone.ERROR)
     scope: dict[str, object] = {"departments": departments, "people": emails}
-    result = await cycle_service.start_cycle(
-        ctx.session,
-        engine=ctx.engine,
-        ritual=ritual,
-        period=period_label(ritual.period, local_today),
-        people_ids=[p.id for p in scoped],
-        due_at=due_at,
-        started_by_id=ctx.person.id,
-        scope=scope,
-    )
+    try:
+        result = await cycle_service.start_cycle(
+            ctx.session,
+            engine=ctx.engine,
+            ritual=ritual,
+            period=period_label(ritual.period, local_today),
+            people_ids=[p.id for p in scoped],
+            due_at=due_at,
+            started_by_id=ctx.person.id,
+            scope=scope,
+        )
+    except cycle_service.CycleClosedError as closed:
+        title = ritual.title.get(ctx.person.locale)
+        return ctx.say(
+            "cmd.period_closed", Tone.ERROR, id=closed.cycle.id, title=title, period=closed.cycle.period
+        )
     cycle = result.cycle
     await audit.write(
         ctx.session,
@@ -140,9 +147,10 @@ async def _cycle_start(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
 
 
 async def _cycle_by_arg(ctx: CommandContext, cmd: Command) -> Cycle | list[Outgoing]:
-    if len(cmd.args) != 1 or not cmd.args[0].lstrip("#").isdigit():
+    cycle_id = small_number(normalize(cmd.args[0]).lstrip("#")) if len(cmd.args) == 1 else None
+    if cycle_id is None:
         return ctx.say("cmd.needs_cycle_id", Tone.ERROR, sub=cmd.sub or "")
-    cycle = await cycles.get_cycle(ctx.session, cycle_id=int(cmd.args[0].lstrip("#")))
+    cycle = await cycles.get_cycle(ctx.session, cycle_id=cycle_id)
     if cycle is None:
         return ctx.say("cmd.no_such_cycle", Tone.ERROR, id=cmd.args[0].lstrip("#"))
     return cycle

@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from conversations.answers import normalize
+from conversations.answers import normalize, small_number
 
 
 class Control(StrEnum):
@@ -68,7 +68,7 @@ def parse_control(text: str) -> ControlWord | None:
             rest = cleaned[len(word) :].strip()
             # "later this week I'll…" is an answer, "later 30m" is a snooze: only a duration counts
             is_duration = rest in _TOMORROW or bool(_DURATION.match(rest))
-            is_number = rest.isascii() and rest.isdigit()
+            is_number = small_number(rest, digits=3) is not None
             if rest and (is_number if control is Control.EDIT else is_duration):
                 return ControlWord(control, rest)
     return None

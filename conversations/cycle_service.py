@@ -17,6 +17,14 @@ from storage import assignments, cycles, people
 from storage.models import Cycle
 
 
+class CycleClosedError(RuntimeError):
+    """The ritual's cycle for this period exists and was closed: it is not started again."""
+
+    def __init__(self, cycle: Cycle) -> None:
+        super().__init__(f"cycle {cycle.id} ({cycle.ritual_key} {cycle.period}) is closed")
+        self.cycle = cycle
+
+
 @dataclass
 class StartResult:
     """What starting (or extending) a cycle did."""
@@ -56,6 +64,8 @@ async def start_cycle(
         started_by_id=started_by_id,
     )
     assert cycle.id is not None
+    if cycle.status != "open":
+        raise CycleClosedError(cycle)
     result = StartResult(cycle, created, 0, 0, 0, 0, [])
     first_part = ritual.parts[0].id
     for person_id in people_ids:

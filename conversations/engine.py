@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations import prompts
-from conversations.answers import Accepted, normalize, parse_answer
+from conversations.answers import Accepted, normalize, parse_answer, small_number
 from conversations.control import Control, ControlWord, parse_control, snooze_until
 from conversations.i18n import t
 from conversations.messages import Action, Field_, Message, Tone
@@ -65,6 +65,14 @@ class Engine:
         if conv.status != "active":
             if control is not None and control.control in (Control.STOP, Control.LATER):
                 return await turn.control(control)
+            resuming = control is not None and control.control is Control.RESUME
+            if conv.status == "paused" and not resuming:
+                # "stop" meant stop: a stray message does not restart it (a snooze, by contrast,
+                # ends when the person answers the reminder)
+                title = turn.ritual.title.get(person.locale)
+                return [
+                    replies(Message(text=t("chat.still_paused", person.locale, title=title), tone=Tone.PLAIN))
+                ]
             await turn.reactivate()
             if control is not None and control.control is Control.RESUME:
                 return await turn.ask()
@@ -370,8 +378,9 @@ class Turn:
         raw = normalize(text)
         if self.part.step(raw) is not None:
             return await self._edit_step([s.id for s in self.part.steps].index(raw) + 1)
-        if raw.isascii() and raw.isdigit():
-            return await self._edit_step(int(raw))
+        number = small_number(raw, digits=3)
+        if number is not None:
+            return await self._edit_step(number)
         if control is not None and control.control is Control.EDIT and control.argument:
             return await self._edit_step(int(control.argument))
         if control is not None and control.control in (Control.BACK, Control.STOP, Control.LATER):

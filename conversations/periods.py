@@ -17,6 +17,7 @@ def period_label(period: str, local_day: date) -> str:
     return f"{local_day.year}-Q{(local_day.month - 1) // 3 + 1}"
 
 
+MAX_YEARS_AHEAD = 2
 _DATE = re.compile(r"^(?:(\d{4})[-/.年])?(\d{1,2})[-/.月](\d{1,2})日?$")
 
 
@@ -28,11 +29,12 @@ def parse_due(text: str, *, today: date) -> date | None:
     year = int(match.group(1)) if match.group(1) else today.year
     try:
         day = date(year, int(match.group(2)), int(match.group(3)))
+        if not match.group(1) and day < today:
+            day = day.replace(year=year + 1)  # 02-29 in a year without one: ValueError, not a date
     except ValueError:
         return None
-    if not match.group(1) and day < today:
-        day = day.replace(year=year + 1)
-    return day
+    # a due date years away is a typo (and 9999-12-31 cannot be converted to UTC everywhere)
+    return day if day.year <= today.year + MAX_YEARS_AHEAD else None
 
 
 def end_of_day(day: date, timezone: str) -> datetime:
