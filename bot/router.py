@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.intake import Acknowledge, Intake, Known
@@ -88,9 +89,10 @@ class Router:
                     out = await self.handle(session, journal_id, event)
                     await outbox.enqueue(session, rows=outbox_rows(out, platform=event.platform))
                 return
-            except StaleStateError:
-                # someone else moved this conversation between our read and write: read again
-                log.info("conversation moved under event %s (attempt %d)", event.event_id, attempt)
+            except (StaleStateError, IntegrityError) as exc:
+                # another process moved this conversation, or started one for the same person (the
+                # one-active-per-person index), between our read and our write: read again
+                log.info("conversation moved under event %s (attempt %d): %s", event.event_id, attempt, exc)
             except Exception as exc:
                 log.exception("event %s failed", event.event_id)
                 await self._record_failure(journal_id, event, exc)

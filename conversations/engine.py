@@ -104,11 +104,35 @@ class Engine:
         self, session: AsyncSession, *, person: PersonContext, key_prefix: str
     ) -> list[Outgoing]:
         """Start the person's next queued ritual if nothing else is in progress."""
-        conv = await store.next_pending(session, person_id=person.id)
-        if conv is None:
+        out: list[Outgoing] = []
+        while (conv := await store.next_pending(session, person_id=person.id)) is not None:
+            if conv.subject_id != conv.person_id:
+                manager = await people.manager_of(session, person_id=conv.subject_id)
+                if manager is None or manager.id != person.id:
+                    out.extend(await self._hand_over(session, conv, manager, key_prefix))
+                    continue
+            turn = await self._turn(session, conv, person, Replies(key_prefix, person.id))
+            return out + await turn.begin()
+        return out
+
+    async def _hand_over(
+        self, session: AsyncSession, conv: ConversationRow, manager: PersonContext | None, key_prefix: str
+    ) -> list[Outgoing]:
+        """A manager's part queued for someone who is no longer the subject's manager moves on.
+
+        It would show them the subject's self-assessment, which is now their new manager's to see.
+        """
+        await store.move(
+            session, assignment_id=conv.id, expected_version=conv.version, status="expired", current_step=None
+        )
+        if manager is None:
             return []
-        turn = await self._turn(session, conv, person, Replies(key_prefix, person.id))
-        return await turn.begin()
+        created = await store.create_assignment(
+            session, cycle_id=conv.cycle_id, person_id=manager.id, subject_id=conv.subject_id, part=conv.part
+        )
+        if created is None:
+            return []
+        return await self.start_next(session, person=manager, key_prefix=f"{key_prefix}:to{manager.id}")
 
     async def _turn(
         self, session: AsyncSession, conv: ConversationRow, person: PersonContext, replies: Replies
