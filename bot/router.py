@@ -160,7 +160,10 @@ class Router:
 
     async def _unknown_user(self, session: AsyncSession, journal_id: int, event: IncomingEvent) -> Outgoing:
         admins = await people.hr_admins(session)
-        contact = ", ".join(f"{a.name} <{a.email}>" for a in admins[:3]) or "HR"
-        text = "\n".join(t("router.unknown_user", loc, contact=contact) for loc in ("zh-CN", "en"))
+        contact = ", ".join(f"{a.name} <{a.email}>" for a in admins[:3])
+        text = "\n".join(
+            t("router.unknown_user", loc, contact=contact or t("router.hr_contact", loc))
+            for loc in ("zh-CN", "en")
+        )
         message = Message(text=text, tone=Tone.WARNING)
         return Outgoing(None, f"in{journal_id}:unknown", message, recipient=event.user_id)

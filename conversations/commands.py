@@ -15,7 +15,7 @@ from conversations.engine import Engine
 from conversations.i18n import normalize_locale, t
 from conversations.messages import Message, Tone
 from conversations.outgoing import Outgoing, PersonContext, Replies
-from conversations.periods import default_due, end_of_day, parse_due, period_label
+from conversations.periods import default_due, end_of_day, local_date, parse_due, period_label
 from storage import audit, cycles, people
 from storage.clock import utcnow
 from storage.models import Cycle
@@ -57,9 +57,14 @@ async def _help(ctx: CommandContext, _: Command) -> list[Outgoing]:
     return [ctx.replies(Message(title=t("cmd.help_title", ctx.person.locale), text=text))]
 
 
-async def _refuse(ctx: CommandContext, action: str, needed: str) -> list[Outgoing]:
+async def _refuse(
+    ctx: CommandContext, action: str, needed: str, *, detail: dict[str, object] | None = None
+) -> list[Outgoing]:
     await audit.write(
-        ctx.session, actor_id=ctx.person.id, action=f"{action}.refused", detail={"needed": needed}
+        ctx.session,
+        actor_id=ctx.person.id,
+        action=f"{action}.refused",
+        detail={"needed": needed, **(detail or {})},
     )
     return ctx.say("cmd.not_allowed", Tone.ERROR, role=t(f"cmd.role_{needed}", ctx.person.locale))
 
@@ -129,7 +134,7 @@ async def _cycle_start(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
             **scope,
         },
     )
-    due_text = (cycle.due_at or due_at).astimezone(ZoneInfo(ctx.person.timezone)).strftime("%Y-%m-%d")
+    due_text = local_date(cycle.due_at or due_at, ctx.person.timezone)
     key = "cmd.started" if result.created else "cmd.extended"
     reply = ctx.say(
         key,
@@ -205,7 +210,9 @@ async def _cycle_status(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
         cycle = await _cycle_by_arg(ctx, cmd)
         if isinstance(cycle, list):
             return cycle
-        message = await status_views.cycle_detail(ctx.session, ctx.engine, cycle, ctx.person.locale, visible)
+        message = await status_views.cycle_detail(
+            ctx.session, ctx.engine, cycle, ctx.person.locale, visible, timezone=ctx.person.timezone
+        )
     else:
         message = await status_views.open_cycles(ctx.session, ctx.engine, ctx.person.locale, visible)
     await audit.write(
@@ -233,12 +240,19 @@ async def _lang(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
 async def _view(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
     if not cmd.args:
         return ctx.say("cmd.view_usage", Tone.ERROR)
-    subject = await people.by_email(ctx.session, email=cmd.args[0])
+    email = cmd.args[0].strip().lower()
+    reports = await people.reports_of(ctx.session, manager_id=ctx.person.id)
+    if not (ctx.person.is_hr or reports or email == ctx.person.email):
+        # refused before the lookup: whether an address is in the org is not everyone's to learn
+        return await _refuse(ctx, "record.read", "manager", detail={"email": email[:320]})
+    subject = await people.by_email(ctx.session, email=email)
     if subject is None:
-        return ctx.say("cmd.unknown_people", Tone.ERROR, emails=cmd.args[0][:80])
-    allowed = ctx.person.is_hr or subject.id in await people.reports_of(ctx.session, manager_id=ctx.person.id)
-    if not allowed and subject.id != ctx.person.id:
-        return await _refuse(ctx, "record.read", "manager")
+        return ctx.say("cmd.unknown_person", Tone.ERROR, email=email[:80])
+    if not (ctx.person.is_hr or subject.id in reports or subject.id == ctx.person.id):
+        await audit.write(
+            ctx.session, actor_id=ctx.person.id, action="record.read.refused", subject_id=subject.id
+        )
+        return ctx.say("cmd.not_your_report", Tone.ERROR, name=subject.name)
     await audit.write(
         ctx.session,
         actor_id=ctx.person.id,

@@ -11,6 +11,7 @@ from conversations.engine import Engine
 from conversations.i18n import t
 from conversations.messages import Message, Tone
 from conversations.outgoing import Outgoing
+from conversations.periods import local_date
 from conversations.ritual_loader import digest
 from conversations.ritual_model import Ritual
 from storage import assignments, cycles, people
@@ -101,9 +102,11 @@ async def remind_cycle(session: AsyncSession, *, engine: Engine, cycle: Cycle) -
         count = await cycles.count_reminder(session, assignment_id=row.assignment_id)
         person = await people.by_id(session, person_id=row.person_id)
         assert person is not None
-        due = cycle.due_at.strftime("%Y-%m-%d") if cycle.due_at else "—"
+        due = local_date(cycle.due_at, person.timezone)
         text = t("cmd.reminder", person.locale, title=ritual.title.get(person.locale), due=due)
-        message = Message(text=text, hint=t("chat.resume_hint", person.locale), tone=Tone.PROMPT)
+        # a queued ritual has nothing to resume yet: it starts when the current one is done
+        hint = t("chat.resume_hint" if row.status != "pending" else "cmd.queued_hint", person.locale)
+        message = Message(text=text, hint=hint, tone=Tone.PROMPT)
         out.append(
             Outgoing(
                 row.person_id, f"c{cycle.id}:remind:{row.assignment_id}:{count}", message, kind="reminder"

@@ -141,7 +141,7 @@ class Engine:
         subject = person.name
         if conv.subject_id != conv.person_id:
             found = await people.by_id(session, person_id=conv.subject_id)
-            subject = found.name if found else "?"
+            subject = found.name if found else t("chat.someone", person.locale)
         return Turn(self, session, conv, person, ritual, subject, replies)
 
 

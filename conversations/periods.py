@@ -37,6 +37,11 @@ def parse_due(text: str, *, today: date) -> date | None:
     return day if day.year <= today.year + MAX_YEARS_AHEAD else None
 
 
+def local_date(moment: datetime | None, timezone: str) -> str:
+    """The day ``moment`` falls on where the reader is (a due date shown in UTC can be a day off)."""
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d") if moment else "—"
+
+
 def end_of_day(day: date, timezone: str) -> datetime:
     """23:59 local on ``day``, the moment a due date means."""
     return datetime.combine(day, time(23, 59), ZoneInfo(timezone))

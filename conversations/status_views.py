@@ -8,6 +8,7 @@ from conversations.engine import Engine
 from conversations.i18n import t
 from conversations.messages import Field_, Message
 from conversations.outgoing import PersonContext
+from conversations.periods import local_date
 from conversations.prompts import EDIT, SUMMARY, answer_fields
 from storage import assignments, cycles
 from storage.models import Cycle
@@ -52,7 +53,13 @@ async def open_cycles(
 
 
 async def cycle_detail(
-    session: AsyncSession, engine: Engine, cycle: Cycle, locale: str, visible: set[int] | None
+    session: AsyncSession,
+    engine: Engine,
+    cycle: Cycle,
+    locale: str,
+    visible: set[int] | None,
+    *,
+    timezone: str,
 ) -> Message:
     """Completion of one cycle by department, and who has not answered yet."""
     ritual = await engine.ritual(session, cycle.ritual_id)
@@ -78,7 +85,7 @@ async def cycle_detail(
         done=done,
         total=len(rows),
         percent=_percent(done, len(rows)),
-        due=cycle.due_at.strftime("%Y-%m-%d") if cycle.due_at else "—",
+        due=local_date(cycle.due_at, timezone),
     )
     if len(waiting) > _MAX_LISTED:
         text += "\n" + t("status.more_waiting", locale, count=len(waiting) - _MAX_LISTED)
