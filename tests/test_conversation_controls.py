@@ -2,54 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
-from tests.harness import EMMA, HR, LILEI, Chat
-
-# canned answers to the weekly recap's questions 1-4, to reach a later question quickly
-CANNED = {
-    EMMA: ["Shipped the login page", "4", "Waiting on the design review", "Release 2.3"],
-    LILEI: ["完成了登录模块重构", "4", "等待设计评审", "准备发布 2.3"],
-}
-
-
-def _json(raw: str | None) -> Any:
-    """A JSON column selected as ``cast(... as text)``, which reads the same on both databases."""
-    return None if raw is None else json.loads(raw)
-
-
-async def at_weekly_question(chat: Chat, email: str, question: int) -> None:
-    """HR starts the weekly recap for ``email``, who answers up to ``question`` (canned answers)."""
-    await chat.dialogue(HR, [(f"cycle start weekly --people {email}", "周期 #1")])
-    await chat.inbox(email)
-    for said in CANNED[email][: question - 1]:
-        await chat.say(email, said)
-
-
-async def stored(chat: Chat, email: str) -> dict[str, tuple[Any, bool]]:
-    """``{step: (value, skipped)}`` of everything the person answered."""
-    rows = await chat.rows(
-        "select a.step, cast(a.value as text), a.skipped from answer a "
-        "join assignment s on s.id = a.assignment_id join person p on p.id = s.person_id "
-        "where p.email = :email order by a.id",
-        email=email,
-    )
-    return {step: (_json(value), bool(skipped)) for step, value, skipped in rows}
-
-
-async def state(chat: Chat, email: str) -> tuple[str, str | None, int]:
-    """``(status, current_step, version)`` of the person's one assignment."""
-    rows = await chat.rows(
-        "select s.status, s.current_step, s.version from assignment s "
-        "join person p on p.id = s.person_id where p.email = :email",
-        email=email,
-    )
-    assert len(rows) == 1, rows
-    return rows[0]
-
+from tests.harness import EMMA, HR, LILEI, WEEKLY, Chat, json_value
 
 # ---- skip -----------------------------------------------------------------------------------------
 
@@ -61,12 +16,12 @@ async def state(chat: Chat, email: str) -> tuple[str, str | None, int]:
 async def test_skip_on_an_optional_question_is_stored_as_skipped(
     chat: Chat, email: str, said: str, shown: str, following: str
 ) -> None:
-    await at_weekly_question(chat, email, 3)
+    await chat.at_question(WEEKLY, email, 3)
     reply = await chat.say(email, said)
     assert shown in reply
     assert following in reply
-    assert (await stored(chat, email))["blockers"] == (None, True)
-    assert (await state(chat, email))[:2] == ("active", "next_week")
+    assert (await chat.stored(email))["blockers"] == (None, True)
+    assert (await chat.state(email))[:2] == ("active", "next_week")
 
 
 @pytest.mark.parametrize(
@@ -79,13 +34,9 @@ async def test_skip_on_an_optional_question_is_stored_as_skipped(
 async def test_skip_on_a_required_question_is_refused_with_the_reason(
     chat: Chat, email: str, said: str, reason: str, question: str
 ) -> None:
-    await at_weekly_question(chat, email, 2)
-    before = await state(chat, email)
-    reply = await chat.say(email, said)
-    assert reason in reply
-    assert question in reply
-    assert "week_rating" not in await stored(chat, email)
-    assert await state(chat, email) == before
+    await chat.at_question(WEEKLY, email, 2)
+    await chat.say_changing_nothing(email, said, reason, question)
+    assert "week_rating" not in await chat.stored(email)
 
 
 # ---- back -----------------------------------------------------------------------------------------
@@ -101,20 +52,20 @@ async def test_skip_on_a_required_question_is_refused_with_the_reason(
 async def test_back_shows_the_previous_answer_and_answering_again_replaces_it(
     chat: Chat, email: str, said: str, question: str, current: str, again: str, saved: str
 ) -> None:
-    await at_weekly_question(chat, email, 3)
+    await chat.at_question(WEEKLY, email, 3)
     reply = await chat.say(email, said)
     assert question in reply
     assert current in reply
     assert saved in await chat.say(email, again)
-    assert (await stored(chat, email))["week_rating"] == (2, False)
+    assert (await chat.stored(email))["week_rating"] == (2, False)
     assert await chat.scalar("select count(*) from answer where step = 'week_rating'") == 1, (
         "re-answering replaces the answer"
     )
-    assert (await state(chat, email))[1] == "blockers"
+    assert (await chat.state(email))[1] == "blockers"
 
 
 async def test_back_at_the_first_question_says_so(chat: Chat) -> None:
-    await at_weekly_question(chat, EMMA, 1)
+    await chat.at_question(WEEKLY, EMMA, 1)
     reply = await chat.say(EMMA, "back")
     assert "This is already the first question." in reply
     assert "Q1/5" in reply
@@ -145,31 +96,31 @@ async def test_back_at_the_first_question_says_so(chat: Chat) -> None:
 async def test_later_snoozes_and_reminds_when_the_time_has_come(
     chat: Chat, email: str, said: str, reply: str, reminder: str, following: str
 ) -> None:
-    await at_weekly_question(chat, email, 2)
+    await chat.at_question(WEEKLY, email, 2)
     assert reply in await chat.say(email, said)
-    assert (await state(chat, email))[:2] == ("snoozed", "week_rating")
+    assert (await chat.state(email))[:2] == ("snoozed", "week_rating")
     chat.clock.advance(hours=1)
     assert reminder not in await chat.inbox(email)
     chat.clock.advance(hours=2)
     assert reminder in await chat.inbox(email)
     assert following in await chat.say(email, "4")
-    assert (await state(chat, email))[:2] == ("active", "blockers")
-    assert (await stored(chat, email))["week_rating"] == (4, False)
+    assert (await chat.state(email))[:2] == ("active", "blockers")
+    assert (await chat.stored(email))["week_rating"] == (4, False)
 
 
 async def test_later_without_a_duration_snoozes_for_two_hours(chat: Chat) -> None:
-    await at_weekly_question(chat, EMMA, 2)
+    await chat.at_question(WEEKLY, EMMA, 2)
     assert "I'll remind you at 11-27 02:00" in await chat.say(EMMA, "later")
-    assert (await state(chat, EMMA))[0] == "snoozed"
+    assert (await chat.state(EMMA))[0] == "snoozed"
 
 
 async def test_later_tomorrow_means_nine_in_the_morning_local_time(chat: Chat) -> None:
-    await at_weekly_question(chat, LILEI, 2)
+    await chat.at_question(WEEKLY, LILEI, 2)
     assert "好的，我会在 11-28 09:00（你的当地时间）提醒你" in await chat.say(LILEI, "稍后 明天")
 
 
 async def test_a_snooze_reminder_survives_a_restart(chat: Chat) -> None:
-    await at_weekly_question(chat, EMMA, 2)
+    await chat.at_question(WEEKLY, EMMA, 2)
     await chat.say(EMMA, "later 2h")
     await chat.restart()
     chat.clock.advance(hours=3)
@@ -177,12 +128,12 @@ async def test_a_snooze_reminder_survives_a_restart(chat: Chat) -> None:
 
 
 async def test_answering_before_the_snooze_is_over_cancels_the_reminder(chat: Chat) -> None:
-    await at_weekly_question(chat, EMMA, 2)
+    await chat.at_question(WEEKLY, EMMA, 2)
     await chat.say(EMMA, "later 2h")
     assert "Q3/5" in await chat.say(EMMA, "4")
     chat.clock.advance(hours=3)
     assert "Time to pick up" not in await chat.inbox(EMMA)
-    assert (await state(chat, EMMA))[:2] == ("active", "blockers")
+    assert (await chat.state(EMMA))[:2] == ("active", "blockers")
 
 
 @pytest.mark.parametrize(
@@ -196,12 +147,10 @@ async def test_answering_before_the_snooze_is_over_cancels_the_reminder(chat: Ch
 async def test_later_with_a_bad_duration_keeps_the_state(
     chat: Chat, email: str, said: str, reason: str
 ) -> None:
-    await at_weekly_question(chat, email, 2)
-    before = await state(chat, email)
-    assert reason in await chat.say(email, said)
-    assert await state(chat, email) == before
+    await chat.at_question(WEEKLY, email, 2)
+    await chat.say_changing_nothing(email, said, reason)
     assert await chat.scalar("select count(*) from outbox where kind = 'reminder'") == 0
-    assert "week_rating" not in await stored(chat, email)
+    assert "week_rating" not in await chat.stored(email)
 
 
 # ---- stop and resume --------------------------------------------------------------------------------
@@ -217,22 +166,22 @@ async def test_later_with_a_bad_duration_keeps_the_state(
 async def test_stop_then_resume_continues_at_the_same_question(
     chat: Chat, email: str, stop: str, paused: str, resume: str, question: str
 ) -> None:
-    await at_weekly_question(chat, email, 2)
+    await chat.at_question(WEEKLY, email, 2)
     assert paused in await chat.say(email, stop)
-    assert (await state(chat, email))[:2] == ("paused", "week_rating")
+    assert (await chat.state(email))[:2] == ("paused", "week_rating")
     assert question in await chat.say(email, resume)
-    assert (await state(chat, email))[:2] == ("active", "week_rating")
+    assert (await chat.state(email))[:2] == ("active", "week_rating")
 
 
 async def test_resume_while_a_question_is_open_shows_it_again(chat: Chat) -> None:
-    await at_weekly_question(chat, EMMA, 2)
-    before = await state(chat, EMMA)
+    await chat.at_question(WEEKLY, EMMA, 2)
+    before = await chat.state(EMMA)
     assert "Q2/5: How did the week go overall?" in await chat.say(EMMA, "resume")
-    assert (await state(chat, EMMA))[:2] == before[:2]
+    assert (await chat.state(EMMA))[:2] == before[:2]
 
 
 async def test_resume_after_a_restart_shows_the_current_question(chat: Chat) -> None:
-    await at_weekly_question(chat, LILEI, 3)
+    await chat.at_question(WEEKLY, LILEI, 3)
     await chat.restart()
     assert "第 3/5 题" in await chat.say(LILEI, "继续")
 
@@ -241,26 +190,26 @@ async def test_resume_after_a_restart_shows_the_current_question(chat: Chat) -> 
 
 
 async def test_an_old_button_after_a_typed_answer_is_already_answered(chat: Chat) -> None:
-    await at_weekly_question(chat, EMMA, 2)
+    await chat.at_question(WEEKLY, EMMA, 2)
     buttons = dict(chat.last_buttons(EMMA))
     assert "Q3/5" in await chat.say(EMMA, "4")
-    before = await state(chat, EMMA)
+    before = await chat.state(EMMA)
     reply = await chat.click(EMMA, buttons["1 · Rough"])
     assert "That question has already been answered; nothing was changed." in reply
-    assert (await stored(chat, EMMA))["week_rating"] == (4, False)
-    assert await state(chat, EMMA) == before
+    assert (await chat.stored(EMMA))["week_rating"] == (4, False)
+    assert await chat.state(EMMA) == before
 
 
 async def test_a_double_click_stores_once(chat: Chat) -> None:
-    await at_weekly_question(chat, LILEI, 2)
+    await chat.at_question(WEEKLY, LILEI, 2)
     buttons = dict(chat.last_buttons(LILEI))
     first = await chat.click(LILEI, buttons["3 · 一般"])
     assert "已保存: 3/5 · 一般" in first
     assert "第 3/5 题" in first
-    after_first = await state(chat, LILEI)
+    after_first = await chat.state(LILEI)
     assert "这道题已经回答过了，没有做任何更改。" in await chat.click(LILEI, buttons["3 · 一般"])
-    assert await state(chat, LILEI) == after_first
-    assert await stored(chat, LILEI) == {"wins": (["完成了登录模块重构"], False), "week_rating": (3, False)}
+    assert await chat.state(LILEI) == after_first
+    assert await chat.stored(LILEI) == {"wins": (["完成了登录模块重构"], False), "week_rating": (3, False)}
 
 
 # ---- commands -------------------------------------------------------------------------------------
@@ -289,19 +238,17 @@ async def test_an_unknown_command_with_no_conversation_open(chat: Chat, email: s
 async def test_a_command_mid_conversation_is_answered_without_moving_it(
     chat: Chat, email: str, command: str, reply: str
 ) -> None:
-    await at_weekly_question(chat, email, 2)
-    before = await state(chat, email)
-    assert reply in await chat.say(email, command)
-    assert await state(chat, email) == before
-    assert list(await stored(chat, email)) == ["wins"]
+    await chat.at_question(WEEKLY, email, 2)
+    await chat.say_changing_nothing(email, command, reply)
+    assert list(await chat.stored(email)) == ["wins"]
     assert "3/5" in await chat.say(email, "4")
 
 
 async def test_an_answer_that_starts_with_the_word_cycle_is_an_answer(chat: Chat) -> None:
-    await at_weekly_question(chat, EMMA, 1)
+    await chat.at_question(WEEKLY, EMMA, 1)
     reply = await chat.say(EMMA, "Cycle time dropped by 20%")
     assert "Q2/5" in reply
-    assert (await stored(chat, EMMA))["wins"] == (["Cycle time dropped by 20%"], False)
+    assert (await chat.stored(EMMA))["wins"] == (["Cycle time dropped by 20%"], False)
 
 
 @pytest.mark.parametrize(
@@ -325,7 +272,7 @@ async def test_an_hr_command_from_someone_who_is_not_hr_is_refused(
         "join person p on p.id = l.actor_id where l.action = :a",
         a=refused,
     )
-    assert [(email, _json(detail)) for email, detail in audit] == [(EMMA, {"needed": "hr"})]
+    assert [(email, json_value(detail)) for email, detail in audit] == [(EMMA, {"needed": "hr"})]
 
 
 async def test_an_hr_command_in_chinese_from_someone_who_is_not_hr_is_refused(chat: Chat) -> None:

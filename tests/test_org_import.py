@@ -21,6 +21,7 @@ from conversations.org_service import (
 from storage.engine import Database
 from storage.models import AuditLog, Identity, Person
 from storage.org import get_person_by_email, list_people
+from tests.harness import write_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SAMPLE_YAML = EXAMPLES / "org.yaml"
@@ -34,15 +35,7 @@ def sample_people() -> list[dict[str, Any]]:
 
 
 def write_yaml(tmp_path: Path, people: list[dict[str, Any]], name: str = "org.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump({"people": people}, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def write_text(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_file(tmp_path, name, yaml.safe_dump({"people": people}, allow_unicode=True))
 
 
 def edit(people: list[dict[str, Any]], email: str, **changes: Any) -> list[dict[str, Any]]:
@@ -353,7 +346,7 @@ async def test_refused_file_names_the_rows_and_writes_nothing(
     before = await snapshot(db)
 
     with pytest.raises(OrgImportError) as refused:
-        await import_org_file(db, write_text(tmp_path, name, text))
+        await import_org_file(db, write_file(tmp_path, name, text))
 
     shown = format_problems(refused.value, "en")
     assert shown.splitlines() == [
@@ -373,7 +366,7 @@ c@example.com,,ghost@example.com,,,hr
 a@example.com,A twice,,,,
 """
     with pytest.raises(OrgImportError) as refused:
-        await import_org_file(db, write_text(tmp_path, "org.csv", text))
+        await import_org_file(db, write_file(tmp_path, "org.csv", text))
 
     assert str(refused.value).splitlines() == [
         "Line 2: Mars/Olympus is not an IANA time zone (for example Asia/Shanghai or America/Los_Angeles)",
@@ -407,7 +400,7 @@ async def test_platform_id_owned_by_someone_else_is_refused(db: Database, tmp_pa
 
 async def test_problems_read_naturally_in_chinese(db: Database, tmp_path: Path) -> None:
     with pytest.raises(OrgImportError) as refused:
-        await import_org_file(db, write_text(tmp_path, "org.csv", BAD_TIMEZONE + "a@example.com,A,UTC\n"))
+        await import_org_file(db, write_file(tmp_path, "org.csv", BAD_TIMEZONE + "a@example.com,A,UTC\n"))
 
     assert format_problems(refused.value, "zh-CN").splitlines() == [
         "组织架构文件没有导入，数据未作任何改动。请修正以下 2 个问题后重新导入：",

@@ -19,6 +19,7 @@ from conversations.ritual_loader import BUILTIN_DIR, RitualFileError, load_catal
 from conversations.ritual_model import LocalText, Ritual, StepType
 from storage.engine import Database
 from tests.harness import test_settings as settings_for
+from tests.harness import write_file
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 PLACEHOLDER = re.compile(r"\{\w+\}")
@@ -56,15 +57,8 @@ CHOICE_WITH_ONE_OPTION = """\
 """
 
 
-def write(directory: Path, name: str, body: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text(body, encoding="utf-8")
-    return path
-
-
 def refused(tmp_path: Path, body: str, name: str = "demo.yaml") -> RitualFileError:
-    path = write(tmp_path, name, body)
+    path = write_file(tmp_path, name, body)
     with pytest.raises(RitualFileError) as caught:
         load_file(path)
     error = caught.value
@@ -89,7 +83,7 @@ def local_texts(node: Any, where: str = "") -> Iterator[tuple[str, LocalText]]:
 
 
 def test_the_valid_sample_loads(tmp_path: Path) -> None:
-    ritual = load_file(write(tmp_path, "demo.yaml", VALID))
+    ritual = load_file(write_file(tmp_path, "demo.yaml", VALID))
     assert [s.id for s in ritual.parts[0].steps] == ["wins", "mood"]
 
 
@@ -113,82 +107,74 @@ def test_the_shipped_rituals_load_with_every_string_in_both_languages() -> None:
     assert [p.audience for p in catalog.get("quarterly_assessment").parts] == ["self", "manager"]
 
 
-def test_a_yaml_syntax_error_is_refused_at_its_line(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("    type: text\n", "    type: text: long\n"))
-    assert error.line == 7
-    assert "not valid YAML" in error.problem
-
-
-def test_an_unclosed_bracket_is_refused_near_its_line(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("    type: rating\n", "    type: [rating\n"))
-    assert error.line in (12, 13)
-    assert "not valid YAML" in error.problem
-
-
-def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
-    error = refused(tmp_path, "- just\n- a list\n")
-    assert error.line == 1
-    assert "expected a mapping" in error.problem
-
-
-def test_a_missing_english_text_is_refused_at_its_prompt(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("      en: What got done this week\n", ""))
-    assert error.line in (8, 9)
-    assert "steps.0.prompt.en" in error.problem
-    assert "required" in error.problem.lower()
-
-
-def test_an_empty_chinese_title_is_refused_at_its_line(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("title: {zh-CN: 演示, en: Demo}", "title: {zh-CN: '', en: Demo}"))
-    assert error.line == 4
-    assert "title.zh-CN" in error.problem
-
-
-def test_a_rating_without_five_labels_is_refused_at_its_step(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("      5: {zh-CN: 很好, en: Great}\n", ""))
-    assert error.line in (11, 14, 15)
-    assert "a rating step needs labels for exactly 1, 2, 3, 4 and 5" in error.problem
-    assert "steps.1" in error.problem
-
-
-def test_a_choice_with_one_option_is_refused_at_its_step(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID + CHOICE_WITH_ONE_OPTION)
-    assert error.line in (20, 23, 24)
-    assert "a choice step needs at least two options" in error.problem
-
-
-def test_an_unknown_step_type_is_refused_at_its_line(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("type: text", "type: essay"))
-    assert error.line == 7
-    assert "steps.0.type" in error.problem
-    assert "'text', 'choice', 'rating', 'yes_no' or 'list'" in error.problem
-
-
-def test_an_extra_unknown_key_is_refused_at_its_line(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("    type: text\n", "    type: text\n    requried: false\n"))
-    assert error.line == 8
-    assert "steps.0.requried" in error.problem
-    assert "Extra inputs are not permitted" in error.problem
-
-
-def test_a_duplicate_step_id_is_refused_at_the_duplicate(tmp_path: Path) -> None:
-    error = refused(tmp_path, VALID.replace("id: mood", "id: wins"))
-    assert "step id 'wins' is used twice" in error.problem
-    assert error.line == 11, f"points at line {error.line}, the duplicate id is on line 11"
-
-
 @pytest.mark.parametrize(
-    "broken",
+    ("broken", "lines", "problem"),
     [
         pytest.param(
-            VALID.replace("    type: text\n", "    type: text\n    requried: false\n"), id="extra-key"
+            VALID.replace("    type: text\n", "    type: text: long\n"),
+            [7],
+            ["not valid YAML"],
+            id="yaml-syntax-error",
         ),
-        pytest.param(VALID.replace("id: mood", "id: wins"), id="duplicate-id"),
-        pytest.param(VALID.replace("type: text", "type: essay"), id="unknown-type"),
+        pytest.param(
+            VALID.replace("    type: rating\n", "    type: [rating\n"),
+            [12, 13],
+            ["not valid YAML"],
+            id="unclosed-bracket",
+        ),
+        pytest.param("- just\n- a list\n", [1], ["expected a mapping"], id="not-a-mapping"),
+        pytest.param(
+            VALID.replace("      en: What got done this week\n", ""),
+            [8, 9],
+            ["steps.0.prompt.en", "required"],
+            id="missing-english-text",
+        ),
+        pytest.param(
+            VALID.replace("title: {zh-CN: 演示, en: Demo}", "title: {zh-CN: '', en: Demo}"),
+            [4],
+            ["title.zh-CN"],
+            id="empty-chinese-title",
+        ),
+        pytest.param(
+            VALID.replace("      5: {zh-CN: 很好, en: Great}\n", ""),
+            [11, 14, 15],
+            ["a rating step needs labels for exactly 1, 2, 3, 4 and 5", "steps.1"],
+            id="rating-without-five-labels",
+        ),
+        pytest.param(
+            VALID + CHOICE_WITH_ONE_OPTION,
+            [20, 23, 24],
+            ["a choice step needs at least two options"],
+            id="choice-with-one-option",
+        ),
+        pytest.param(
+            VALID.replace("type: text", "type: essay"),
+            [7],
+            ["steps.0.type", "'text', 'choice', 'rating', 'yes_no' or 'list'"],
+            id="unknown-step-type",
+        ),
+        pytest.param(
+            VALID.replace("    type: text\n", "    type: text\n    requried: false\n"),
+            [8],
+            ["steps.0.requried", "Extra inputs are not permitted"],
+            id="extra-unknown-key",
+        ),
+        # the duplicate id is on line 11
+        pytest.param(
+            VALID.replace("id: mood", "id: wins"),
+            [11],
+            ["step id 'wins' is used twice"],
+            id="duplicate-step-id",
+        ),
     ],
 )
-def test_a_file_with_one_problem_does_not_claim_more(tmp_path: Path, broken: str) -> None:
+def test_a_broken_file_is_refused_at_its_line_naming_its_one_problem(
+    tmp_path: Path, broken: str, lines: list[int], problem: list[str]
+) -> None:
     error = refused(tmp_path, broken)
+    assert error.line in lines, f"points at line {error.line}, the problem is on line(s) {lines}"
+    for expected in problem:
+        assert expected in error.problem
     assert "more problem" not in error.problem, error.problem
 
 
@@ -210,8 +196,8 @@ def test_a_problem_in_a_later_part_points_into_that_part(tmp_path: Path) -> None
 def test_an_override_directory_replaces_a_shipped_ritual_by_key(tmp_path: Path) -> None:
     shipped = (BUILTIN_DIR / "weekly_recap.yaml").read_text(encoding="utf-8")
     override = shipped.replace("en: Weekly recap", "en: Friday check-in").replace("version: 1", "version: 2")
-    write(tmp_path / "rituals", "our_weekly.yaml", override)
-    write(tmp_path / "rituals", "demo.yaml", VALID)
+    write_file(tmp_path / "rituals", "our_weekly.yaml", override)
+    write_file(tmp_path / "rituals", "demo.yaml", VALID)
 
     catalog = load_catalog(tmp_path / "rituals")
 
@@ -230,7 +216,7 @@ def test_a_missing_override_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_broken_override_is_refused_even_when_the_shipped_ones_are_fine(tmp_path: Path) -> None:
-    write(tmp_path / "rituals", "weekly.yml", VALID.replace("type: text", "type: essay"))
+    write_file(tmp_path / "rituals", "weekly.yml", VALID.replace("type: text", "type: essay"))
     with pytest.raises(RitualFileError) as caught:
         load_catalog(tmp_path / "rituals")
     assert caught.value.path == tmp_path / "rituals" / "weekly.yml"
@@ -238,7 +224,7 @@ def test_a_broken_override_is_refused_even_when_the_shipped_ones_are_fine(tmp_pa
 
 
 def test_the_app_does_not_start_on_a_broken_rituals_dir_and_creates_no_database(tmp_path: Path) -> None:
-    broken = write(tmp_path / "rituals", "weekly.yaml", VALID.replace("id: mood", "id: wins"))
+    broken = write_file(tmp_path / "rituals", "weekly.yaml", VALID.replace("id: mood", "id: wins"))
     database = tmp_path / "never.db"
 
     with pytest.raises(RitualFileError) as caught:
@@ -251,7 +237,7 @@ def test_the_app_does_not_start_on_a_broken_rituals_dir_and_creates_no_database(
 async def test_the_app_does_not_start_on_a_broken_rituals_dir_and_writes_nothing(
     db_url: str, tmp_path: Path
 ) -> None:
-    broken = write(tmp_path / "rituals", "weekly.yaml", VALID + CHOICE_WITH_ONE_OPTION)
+    broken = write_file(tmp_path / "rituals", "weekly.yaml", VALID + CHOICE_WITH_ONE_OPTION)
     database = Database(db_url)
     try:
         before = await _row_counts(database)

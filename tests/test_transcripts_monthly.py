@@ -2,136 +2,81 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
-from tests.harness import EMMA, HR, LILEI, Chat
-
-RITUAL = "monthly_review"
-# canned answers to questions 1-7, to reach a later question quickly
-CANNED = {
-    EMMA: [
-        "Launched billing v2",
-        "On track",
-        "4",
-        "Profiling PostgreSQL queries",
-        "skip",
-        "Ship SSO",
-        "skip",
-    ],
-    LILEI: ["上线了新版计费", "2", "4", "学会了性能分析", "跳过", "完成单点登录", "跳过"],
-}
-
-
-def _json(raw: str | None) -> Any:
-    """A JSON column selected as ``cast(... as text)``, which reads the same on both databases."""
-    return None if raw is None else json.loads(raw)
-
-
-async def start_monthly(chat: Chat, *emails: str) -> None:
-    """HR starts the monthly review for ``emails``; their first question is read from their inbox."""
-    await chat.dialogue(HR, [(f"cycle start monthly --people {','.join(emails)}", "周期 #")])
-    for email in emails:
-        await chat.inbox(email)
-
-
-async def answer_until(chat: Chat, email: str, question: int) -> None:
-    """Answer the questions before ``question`` (8 = all of them) with canned answers."""
-    for said in CANNED[email][: question - 1]:
-        await chat.say(email, said)
-
-
-async def stored(chat: Chat, email: str) -> dict[str, tuple[Any, bool]]:
-    """``{step: (value, skipped)}`` stored for the person's monthly review."""
-    rows = await chat.rows(
-        "select a.step, cast(a.value as text), a.skipped from answer a "
-        "join assignment s on s.id = a.assignment_id join person p on p.id = s.person_id "
-        "join cycle c on c.id = s.cycle_id where p.email = :email and c.ritual_key = :ritual order by a.id",
-        email=email,
-        ritual=RITUAL,
-    )
-    return {step: (_json(value), bool(skipped)) for step, value, skipped in rows}
-
-
-async def state(chat: Chat, email: str, ritual: str = RITUAL) -> tuple[str, str | None, int]:
-    """``(status, current_step, version)`` of the person's assignment in ``ritual``."""
-    rows = await chat.rows(
-        "select s.status, s.current_step, s.version from assignment s "
-        "join person p on p.id = s.person_id join cycle c on c.id = s.cycle_id "
-        "where p.email = :email and c.ritual_key = :ritual",
-        email=email,
-        ritual=ritual,
-    )
-    assert len(rows) == 1, rows
-    return rows[0]
-
+from tests.harness import EMMA, HR, LILEI, MONTHLY, WEEKLY, Answers, Chat, Exchange
 
 # ---- whole runs ---------------------------------------------------------------------------------
 
 
-async def test_monthly_review_in_english_runs_to_submission(chat: Chat) -> None:
-    await chat.dialogue(HR, [(f"cycle start monthly --people {EMMA}", "周期 #1")])
-    first = await chat.inbox(EMMA)
-    assert "7 questions" in first
-    assert "Q1/7: What were your most important results this month?" in first
-    await chat.dialogue(
-        EMMA,
-        [
-            ("Launched billing v2\nHired two engineers", "Q2/7: Where do your goals for the month stand?"),
-            ("On track", "Saved: On track"),
-            ("Above expectations", "Saved: 4/5 · Above expectations"),
-            ("Profiling PostgreSQL queries", "Q5/7"),
-            ("skip", "Q6/7"),
-            ("Ship SSO\nOnboard the new hire", "Q7/7"),
-            ("More time with the designers", "Here is everything you wrote"),
-            ("submit", "Thank you! Your Monthly review is submitted."),
-        ],
-    )
-    assert await stored(chat, EMMA) == {
-        "highlights": (["Launched billing v2", "Hired two engineers"], False),
-        "goal_status": ("on_track", False),
-        "self_rating": (4, False),
-        "learned": ("Profiling PostgreSQL queries", False),
-        "challenges": (None, True),
-        "next_month": (["Ship SSO", "Onboard the new hire"], False),
-        "support_needed": ("More time with the designers", False),
-    }
-    assert (await state(chat, EMMA))[:2] == ("submitted", None)
-
-
-async def test_monthly_review_in_chinese_runs_to_submission(chat: Chat) -> None:
-    await chat.dialogue(HR, [("周期 开始 月报 --人员 li.lei@example.com", "周期 #1")])
-    assert "第 1/7 题：这个月最重要的成果有哪些？" in await chat.inbox(LILEI)
-    await chat.dialogue(
-        LILEI,
-        [
-            ("上线了新版计费\n招聘了两名工程师", "第 2/7 题：你的月度目标目前处于什么状态？"),
-            ("有风险", "已保存: 有风险"),
-            ("符合预期", "已保存: 3/5 · 符合预期"),
-            ("学会了性能分析", "第 5/7 题"),
-            ("跨团队协作比较慢", "第 6/7 题"),
-            ("完成单点登录\n带新同事熟悉代码", "第 7/7 题"),
-            ("跳过", "以下是你填写的全部内容"),
-            ("提交", "谢谢！你的月度复盘已提交。"),
-        ],
-    )
-    assert await stored(chat, LILEI) == {
-        "highlights": (["上线了新版计费", "招聘了两名工程师"], False),
-        "goal_status": ("at_risk", False),
-        "self_rating": (3, False),
-        "learned": ("学会了性能分析", False),
-        "challenges": ("跨团队协作比较慢", False),
-        "next_month": (["完成单点登录", "带新同事熟悉代码"], False),
-        "support_needed": (None, True),
-    }
-    assert (await state(chat, LILEI))[0] == "submitted"
+@pytest.mark.parametrize(
+    ("email", "start", "first", "exchange", "answers"),
+    [
+        pytest.param(
+            EMMA,
+            f"cycle start monthly --people {EMMA}",
+            ["7 questions", "Q1/7: What were your most important results this month?"],
+            [
+                (
+                    "Launched billing v2\nHired two engineers",
+                    "Q2/7: Where do your goals for the month stand?",
+                ),
+                ("On track", "Saved: On track"),
+                ("Above expectations", "Saved: 4/5 · Above expectations"),
+                ("Profiling PostgreSQL queries", "Q5/7"),
+                ("skip", "Q6/7"),
+                ("Ship SSO\nOnboard the new hire", "Q7/7"),
+                ("More time with the designers", "Here is everything you wrote"),
+                ("submit", "Thank you! Your Monthly review is submitted."),
+            ],
+            {
+                "highlights": (["Launched billing v2", "Hired two engineers"], False),
+                "goal_status": ("on_track", False),
+                "self_rating": (4, False),
+                "learned": ("Profiling PostgreSQL queries", False),
+                "challenges": (None, True),
+                "next_month": (["Ship SSO", "Onboard the new hire"], False),
+                "support_needed": ("More time with the designers", False),
+            },
+            id="english",
+        ),
+        pytest.param(
+            LILEI,
+            "周期 开始 月报 --人员 li.lei@example.com",
+            ["第 1/7 题：这个月最重要的成果有哪些？"],
+            [
+                ("上线了新版计费\n招聘了两名工程师", "第 2/7 题：你的月度目标目前处于什么状态？"),
+                ("有风险", "已保存: 有风险"),
+                ("符合预期", "已保存: 3/5 · 符合预期"),
+                ("学会了性能分析", "第 5/7 题"),
+                ("跨团队协作比较慢", "第 6/7 题"),
+                ("完成单点登录\n带新同事熟悉代码", "第 7/7 题"),
+                ("跳过", "以下是你填写的全部内容"),
+                ("提交", "谢谢！你的月度复盘已提交。"),
+            ],
+            {
+                "highlights": (["上线了新版计费", "招聘了两名工程师"], False),
+                "goal_status": ("at_risk", False),
+                "self_rating": (3, False),
+                "learned": ("学会了性能分析", False),
+                "challenges": ("跨团队协作比较慢", False),
+                "next_month": (["完成单点登录", "带新同事熟悉代码"], False),
+                "support_needed": (None, True),
+            },
+            id="chinese",
+        ),
+    ],
+)
+async def test_monthly_review_runs_to_submission(
+    chat: Chat, email: str, start: str, first: list[str], exchange: Exchange, answers: Answers
+) -> None:
+    await chat.start_and_converse(start, email, first, exchange)
+    assert await chat.stored(email, MONTHLY) == answers
+    assert (await chat.state(email, MONTHLY))[:2] == ("submitted", None)
 
 
 async def test_monthly_review_resumes_at_the_same_question_after_a_restart(chat: Chat) -> None:
-    await start_monthly(chat, LILEI)
-    await answer_until(chat, LILEI, 4)
+    await chat.at_question(MONTHLY, LILEI, 4)
     await chat.restart()
     await chat.dialogue(
         LILEI,
@@ -140,8 +85,8 @@ async def test_monthly_review_resumes_at_the_same_question_after_a_restart(chat:
             ("学会了写迁移脚本", "已保存: 学会了写迁移脚本"),
         ],
     )
-    assert (await stored(chat, LILEI))["learned"] == ("学会了写迁移脚本", False)
-    assert (await state(chat, LILEI))[:2] == ("active", "challenges")
+    assert (await chat.stored(LILEI, MONTHLY))["learned"] == ("学会了写迁移脚本", False)
+    assert (await chat.state(LILEI, MONTHLY))[:2] == ("active", "challenges")
 
 
 # ---- choices and text limits ----------------------------------------------------------------------
@@ -160,11 +105,10 @@ async def test_monthly_review_resumes_at_the_same_question_after_a_restart(chat:
 async def test_choice_by_number_and_by_label(
     chat: Chat, email: str, said: str, value: str, shown: str
 ) -> None:
-    await start_monthly(chat, email)
-    await answer_until(chat, email, 2)
+    await chat.at_question(MONTHLY, email, 2)
     reply = await chat.say(email, said)
     assert shown in reply
-    assert (await stored(chat, email))["goal_status"] == (value, False)
+    assert (await chat.stored(email, MONTHLY))["goal_status"] == (value, False)
 
 
 @pytest.mark.parametrize(
@@ -178,34 +122,32 @@ async def test_choice_by_number_and_by_label(
 async def test_invalid_choice_is_asked_again_and_nothing_is_stored(
     chat: Chat, email: str, said: str, reason: str
 ) -> None:
-    await start_monthly(chat, email)
-    await answer_until(chat, email, 2)
-    before = await state(chat, email)
-    assert reason in await chat.say(email, said)
-    assert "goal_status" not in await stored(chat, email)
-    assert await state(chat, email) == before
+    await chat.at_question(MONTHLY, email, 2)
+    await chat.say_changing_nothing(email, said, reason)
+    assert "goal_status" not in await chat.stored(email, MONTHLY)
 
 
-async def test_too_short_answer_is_refused(chat: Chat) -> None:
-    await start_monthly(chat, EMMA)
-    await answer_until(chat, EMMA, 4)
-    reply = await chat.say(EMMA, "a")
-    assert "Please write a little more: at least 2 characters." in reply
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        pytest.param("a", "Please write a little more: at least 2 characters.", id="too-short"),
+        pytest.param(
+            "y" * 1501,
+            "That answer is 1,501 characters; this question takes at most 1,500. Please shorten it.",
+            id="over-1500-characters",
+        ),
+    ],
+)
+async def test_a_text_answer_outside_the_length_limits_is_refused(chat: Chat, said: str, reason: str) -> None:
+    await chat.at_question(MONTHLY, EMMA, 4)
+    reply = await chat.say(EMMA, said)
+    assert reason in reply
     assert "Q4/7" in reply
-    assert "learned" not in await stored(chat, EMMA)
-
-
-async def test_text_over_1500_characters_is_refused(chat: Chat) -> None:
-    await start_monthly(chat, EMMA)
-    await answer_until(chat, EMMA, 4)
-    reply = await chat.say(EMMA, "y" * 1501)
-    assert "That answer is 1,501 characters; this question takes at most 1,500. Please shorten it." in reply
-    assert "learned" not in await stored(chat, EMMA)
+    assert "learned" not in await chat.stored(EMMA, MONTHLY)
 
 
 async def test_switching_language_mid_review_changes_the_next_question(chat: Chat) -> None:
-    await start_monthly(chat, EMMA)
-    await answer_until(chat, EMMA, 2)
+    await chat.at_question(MONTHLY, EMMA, 2)
     await chat.dialogue(
         EMMA,
         [
@@ -222,9 +164,8 @@ async def test_switching_language_mid_review_changes_the_next_question(chat: Cha
 
 
 async def test_edit_from_the_summary_changes_one_answer_and_returns_to_the_summary(chat: Chat) -> None:
-    await start_monthly(chat, EMMA)
-    await answer_until(chat, EMMA, 8)
-    before = await stored(chat, EMMA)
+    await chat.at_question(MONTHLY, EMMA, 8)
+    before = await chat.stored(EMMA, MONTHLY)
     await chat.dialogue(
         EMMA,
         [
@@ -232,19 +173,18 @@ async def test_edit_from_the_summary_changes_one_answer_and_returns_to_the_summa
             ("at risk", "Here is everything you wrote"),
         ],
     )
-    after = await stored(chat, EMMA)
+    after = await chat.stored(EMMA, MONTHLY)
     assert after["goal_status"] == ("at_risk", False)
     assert {k: v for k, v in after.items() if k != "goal_status"} == {
         k: v for k, v in before.items() if k != "goal_status"
     }
-    assert (await state(chat, EMMA))[:2] == ("active", "__summary__")
+    assert (await chat.state(EMMA, MONTHLY))[:2] == ("active", "__summary__")
     assert "Thank you! Your Monthly review is submitted." in await chat.say(EMMA, "submit")
-    assert (await state(chat, EMMA))[0] == "submitted"
+    assert (await chat.state(EMMA, MONTHLY))[0] == "submitted"
 
 
 async def test_edit_in_chinese_shows_the_new_answer_in_the_summary(chat: Chat) -> None:
-    await start_monthly(chat, LILEI)
-    await answer_until(chat, LILEI, 8)
+    await chat.at_question(MONTHLY, LILEI, 8)
     await chat.dialogue(
         LILEI,
         [
@@ -253,23 +193,19 @@ async def test_edit_in_chinese_shows_the_new_answer_in_the_summary(chat: Chat) -
             ("提交", "谢谢！你的月度复盘已提交。"),
         ],
     )
-    assert (await stored(chat, LILEI))["learned"] == ("学会了写单元测试", False)
+    assert (await chat.stored(LILEI, MONTHLY))["learned"] == ("学会了写单元测试", False)
 
 
 async def test_edit_with_a_number_out_of_range_is_refused(chat: Chat) -> None:
-    await start_monthly(chat, EMMA)
-    await answer_until(chat, EMMA, 8)
-    before = await state(chat, EMMA)
-    assert "Please reply with a number from 1 to 7" in await chat.say(EMMA, "edit 9")
-    assert await state(chat, EMMA) == before
+    await chat.at_question(MONTHLY, EMMA, 8)
+    await chat.say_changing_nothing(EMMA, "edit 9", "Please reply with a number from 1 to 7")
 
 
 async def test_submit_by_clicking_the_summary_button(chat: Chat) -> None:
-    await start_monthly(chat, EMMA)
-    await answer_until(chat, EMMA, 8)
+    await chat.at_question(MONTHLY, EMMA, 8)
     buttons = dict(chat.last_buttons(EMMA))
     assert "Thank you! Your Monthly review is submitted." in await chat.click(EMMA, buttons["Submit"])
-    assert (await state(chat, EMMA))[0] == "submitted"
+    assert (await chat.state(EMMA, MONTHLY))[0] == "submitted"
     assert "already been answered" in await chat.click(EMMA, buttons["Submit"])
 
 
@@ -288,7 +224,7 @@ async def test_monthly_review_waits_behind_the_weekly_recap_and_starts_after_it(
     assert "Q1/5: What did you get done this week?" in inbox
     assert "A new Monthly review is waiting for you; it starts as soon as you finish your current" in inbox
     assert "Q1/7" not in inbox
-    assert (await state(chat, EMMA))[0] == "pending"
+    assert (await chat.state(EMMA, MONTHLY))[0] == "pending"
     await chat.dialogue(
         EMMA,
         [("Shipped login", "Q2/5"), ("4", "Q3/5"), ("skip", "Q4/5"), ("Release", "Q5/5"), ("no", "Submit")],
@@ -296,5 +232,5 @@ async def test_monthly_review_waits_behind_the_weekly_recap_and_starts_after_it(
     reply = await chat.say(EMMA, "submit")
     assert "Thank you! Your Weekly recap is submitted." in reply
     assert "Q1/7: What were your most important results this month?" in reply
-    assert (await state(chat, EMMA, "weekly_recap"))[0] == "submitted"
-    assert (await state(chat, EMMA))[:2] == ("active", "highlights")
+    assert (await chat.state(EMMA, WEEKLY))[0] == "submitted"
+    assert (await chat.state(EMMA, MONTHLY))[:2] == ("active", "highlights")
