@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 
 from bot.delivery import Delivery
 from bot.platforms.base import IncomingEvent, Platform
@@ -54,3 +57,28 @@ class App:
         for platform in self.platforms.values():
             await platform.stop()
         await self.db.dispose()
+
+
+def platforms_from(settings: Settings) -> dict[str, Platform]:
+    """The chat platforms the settings enable (SDKs are imported only for those)."""
+    built: dict[str, Platform] = {}
+    if settings.slack.enabled:
+        from bot.platforms.slack import SlackPlatform
+
+        built["slack"] = SlackPlatform(settings.slack)
+    return built
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """``cadence run`` with platforms: connect, deliver until stopped (SIGINT/SIGTERM), disconnect."""
+    app = App(settings, platforms=platforms_from(settings))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal_number, stop.set)
+    await app.start()
+    try:
+        await app.delivery.run(stop)
+    finally:
+        await app.stop()

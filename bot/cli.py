@@ -122,10 +122,20 @@ def run(as_email: str | None) -> None:
 
     settings = _settings()
     enabled = settings.enabled_platforms()
-    if enabled:
+    ready = {"slack"}
+    if set(enabled) - ready:
         raise click.ClickException(
-            t("cli.platform_not_ready", settings.default_locale, platforms=", ".join(enabled))
+            t(
+                "cli.platform_not_ready",
+                settings.default_locale,
+                platforms=", ".join(sorted(set(enabled) - ready)),
+            )
         )
+    if enabled:
+        from bot.app import serve
+
+        asyncio.run(serve(settings))
+        return
     if not as_email:
         raise click.ClickException(t("cli.run_needs_as", settings.default_locale))
     try:

@@ -78,10 +78,16 @@ class Delivery:
             await self._record(row, lease_until, status="dead", error=f"unreadable message: {exc}")
             return
         async with self.db.sessions() as session:
-            recipient = await self._recipient(session, row)
+            recipient, email = await self._recipient(session, row)
             earlier = None
             if message.replaces:
                 earlier = await outbox.platform_message_id(session, idempotency_key=message.replaces)
+        if recipient is None and email is not None and row.person_id is not None:
+            try:
+                recipient = await self._learn_identity(row.platform, row.person_id, email)
+            except SendError as exc:
+                await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
+                return
         if recipient is None:
             await self._record(row, lease_until, status="dead", error="no identity on this platform")
             return
@@ -101,13 +107,28 @@ class Delivery:
             return
         await self._record(row, lease_until, status="sent", platform_message_id=message_id)
 
-    async def _recipient(self, session: AsyncSession, row: OutboxRow) -> str | None:
+    async def _recipient(self, session: AsyncSession, row: OutboxRow) -> tuple[str | None, str | None]:
+        """The platform's id for the recipient if known; else the email to look them up by."""
         if row.recipient is not None or row.person_id is None:
-            return row.recipient
+            return row.recipient, None
         found = await people.external_id(session, person_id=row.person_id, platform=row.platform)
-        if found is None and row.platform == "console":
-            person = await people.by_id(session, person_id=row.person_id)
-            found = person.email if person else None
+        if found is not None:
+            return found, None
+        person = await people.by_id(session, person_id=row.person_id)
+        if person is None:
+            return None, None
+        if row.platform == "console":
+            return person.email, None
+        return None, person.email
+
+    async def _learn_identity(self, platform: str, person_id: int, email: str) -> str | None:
+        """Ask the platform who has this email (Slack's users.lookupByEmail), and remember it."""
+        found = await self.platforms[platform].lookup(email)
+        if found is not None:
+            async with self.db.sessions() as session, session.begin():
+                await people.remember_identity(
+                    session, person_id=person_id, platform=platform, external_id=found
+                )
         return found
 
     async def _record(self, row: OutboxRow, lease_until: datetime, **outcome: Any) -> None:

@@ -54,7 +54,8 @@ class SlackSettings(_Section):
     signing_secret: str = ""
     api_url: str = "https://slack.com/api/"
     command: str = "/cadence"
-    secret_fields = ("bot_token",)
+    # Socket Mode needs both tokens (HTTP mode, with a signing secret instead, is not built yet)
+    secret_fields = ("bot_token", "app_token")
 
 
 class FeishuSettings(_Section):

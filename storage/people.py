@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
 from storage.models import Identity, Person
-from storage.prepared import Prepared, run
+from storage.prepared import Prepared, dialect_insert, run
 
 P = Person.__table__  # type: ignore[attr-defined]
 I = Identity.__table__  # type: ignore[attr-defined]  # noqa: E741
@@ -204,3 +204,22 @@ async def hr_admins(session: AsyncSession) -> list[PersonRow]:
     """Active HR admins (whom an unknown user should ask)."""
     stmt = select(*_COLUMNS).where(P.c.active.is_(True), P.c.roles.like("%hr%")).order_by(P.c.id)
     return [r for r in (_row(tuple(x)) for x in (await session.execute(stmt)).all()) if r.is_hr]
+
+
+async def remember_identity(
+    session: AsyncSession, *, person_id: int, platform: str, external_id: str, tenant: str = ""
+) -> None:
+    """Keep a platform id learned at run time (e.g. found by email), unless one is known already."""
+    stmt = (
+        dialect_insert(session.bind.dialect.name if session.bind else "sqlite", I)
+        .values(
+            person_id=person_id,
+            platform=platform,
+            tenant=tenant,
+            external_id=external_id,
+            reachable=True,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+    )
+    await session.execute(stmt)

@@ -151,11 +151,12 @@ def test_run_with_an_enabled_platform_says_it_is_not_available_yet(isolated: Pat
         "--as",
         "li.lei@example.com",
         url=sqlite_url(isolated),
-        SLACK_ENABLED="true",
-        SLACK_BOT_TOKEN="xoxb-2718281828-3141592653-Zq8Lw2XvR7tYbN4cKm9PdHs1",
+        FEISHU_ENABLED="true",
+        FEISHU_APP_ID="cli_a4f3b2c1d0e9f8a7",
+        FEISHU_APP_SECRET="Vb7Kp2Qx9Lm4Tz8Rw3Ny6Hs1Jd5Fg0Ca",
     )
     assert result.exit_code == 1
-    assert t("cli.platform_not_ready", "en", platforms="slack") in result.output
+    assert t("cli.platform_not_ready", "en", platforms="feishu") in result.output
 
 
 def test_run_as_a_person_chats_in_the_console(isolated: Path) -> None:

@@ -29,13 +29,14 @@ TOP_LEVEL = (
 # values that look like real credentials (random, not from any account)
 REAL = {
     "SLACK_BOT_TOKEN": "xoxb-2718281828-3141592653-Zq8Lw2XvR7tYbN4cKm9PdHs1",
+    "SLACK_APP_TOKEN": "xapp-1-A0CADENCE-1618033988-Kp3Lm8Qz2Wx7Rv4Ty9Nb6Hc",
     "FEISHU_APP_ID": "cli_a4f3b2c1d0e9f8a7",
     "FEISHU_APP_SECRET": "Vb7Kp2Qx9Lm4Tz8Rw3Ny6Hs1Jd5Fg0Ca",
     "DINGTALK_CLIENT_ID": "dingq7z1x9w3v5u2t8s4",
     "DINGTALK_CLIENT_SECRET": "N3k8Qp2Wm7Xz4Lr9Tv6Yb1Hc5Jd0Fg8Sa2Ke7Uo4Pi9Ly3Mw6Qn1Rb5Tc8Vd0Xe",
 }
 PLATFORM_SECRETS = {
-    "SLACK": ("SLACK_BOT_TOKEN",),
+    "SLACK": ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"),
     "FEISHU": ("FEISHU_APP_ID", "FEISHU_APP_SECRET"),
     "DINGTALK": ("DINGTALK_CLIENT_ID", "DINGTALK_CLIENT_SECRET"),
 }
@@ -213,6 +214,7 @@ def test_the_dotenv_file_in_the_working_directory_is_read(
         "DEFAULT_LOCALE=en\n"
         "SLACK_ENABLED=true\n"
         f"SLACK_BOT_TOKEN={REAL['SLACK_BOT_TOKEN']}\n"
+        f"SLACK_APP_TOKEN={REAL['SLACK_APP_TOKEN']}\n"
         "RITUALS_DIR=/etc/cadence/rituals\n",
         encoding="utf-8",
     )

@@ -89,6 +89,10 @@ class Platform(ABC):
     async def send(self, recipient: str, message: Message, *, key: str) -> str:
         """Send ``message`` to ``recipient``; returns the platform's message id."""
 
+    async def lookup(self, email: str) -> str | None:
+        """The platform's user id for an email, where the platform can tell (else None)."""
+        return None
+
     @abstractmethod
     async def update(self, recipient: str, message_id: str, message: Message, *, key: str) -> None:
         """Replace an earlier message (e.g. a question, now showing the saved answer)."""

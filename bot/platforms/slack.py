@@ -1,0 +1,205 @@
+"""Slack through slack-bolt's asyncio app, over Socket Mode.
+
+Events, clicks and slash commands are acknowledged first (Bolt acks events itself; clicks and
+commands call ``ack()`` before anything else) and then handed to Cadence, which journals them.
+Sending opens the person's DM and posts Block Kit; an answered question is edited in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aiohttp import ClientError
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
+from bot.platforms.slack_blocks import FORM_ACTION, blocks, fallback_text
+from bot.settings import SlackSettings
+from conversations.messages import Message
+
+log = logging.getLogger(__name__)
+# Slack errors that no retry will fix (the person left, the app may not DM them, the blocks are bad)
+_PERMANENT = frozenset(
+    {
+        "account_inactive",
+        "cannot_dm_bot",
+        "channel_not_found",
+        "invalid_blocks",
+        "is_archived",
+        "msg_too_long",
+        "not_in_channel",
+        "user_disabled",
+        "user_not_found",
+        "users_not_found",
+    }
+)
+_TIMEOUT = 10
+
+
+class SlackPlatform(Platform):
+    """One Slack workspace (Socket Mode, the default)."""
+
+    name = "slack"
+
+    def __init__(self, settings: SlackSettings) -> None:
+        self.settings = settings
+        self.client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url, timeout=_TIMEOUT)
+        self._app: AsyncApp | None = None
+        self._handler: AsyncSocketModeHandler | None = None
+        self._on_event: EventHandler | None = None
+        self._dm: dict[str, str] = {}
+        self._emails: dict[str, str | None] = {}
+
+    # ---- receiving ----------------------------------------------------------------------------
+
+    def build_app(self, on_event: EventHandler) -> AsyncApp:
+        """The Bolt app with Cadence's listeners (HTTP mode and Socket Mode share it)."""
+        self._on_event = on_event
+        app = AsyncApp(
+            client=self.client,
+            signing_secret=self.settings.signing_secret or None,
+            request_verification_enabled=bool(self.settings.signing_secret),
+        )
+        app.event("message")(self._message)
+        app.action(re.compile(".*"))(self._action)
+        app.command(self.settings.command)(self._command)
+        self._app = app
+        return app
+
+    async def start(self, on_event: EventHandler) -> None:
+        """Connect over Socket Mode."""
+        app = self.build_app(on_event)
+        self._handler = AsyncSocketModeHandler(app, self.settings.app_token)
+        await self._handler.connect_async()
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        if self._handler is not None:
+            await self._handler.close_async()
+            self._handler = None
+
+    async def _emit(self, event: IncomingEvent) -> None:
+        assert self._on_event is not None
+        await self._on_event(event)
+
+    async def _email_of(self, user: str) -> str | None:
+        """The person's email as Slack has it (cached): how a Slack user is matched to the org."""
+        if user not in self._emails:
+            try:
+                info = await self.client.users_info(user=user)
+                self._emails[user] = ((info.get("user") or {}).get("profile") or {}).get("email")
+            except SlackApiError as exc:
+                log.warning("users.info for %s failed: %s", user, exc.response.get("error"))
+                return None
+        return self._emails[user]
+
+    async def _message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        # only people's own messages in the app's DM; edits, joins and bot messages have a subtype
+        if (
+            event.get("channel_type") != "im"
+            or event.get("subtype")
+            or event.get("bot_id")
+            or "user" not in event
+        ):
+            return
+        user = event["user"]
+        await self._emit(
+            IncomingEvent(
+                "slack",
+                str(body.get("event_id") or f"msg:{event.get('channel')}:{event.get('ts')}"),
+                user,
+                "text",
+                text=event.get("text") or "",
+                email=await self._email_of(user),
+            )
+        )
+
+    async def _action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        if action.get("action_id") == FORM_ACTION:
+            return  # forms (modals) are not wired yet: the question is also in the chat
+        user = body["user"]["id"]
+        message_ts = (body.get("container") or {}).get("message_ts", "")
+        # a re-delivered click carries the same action_ts and message: the journal makes it a no-op
+        event_id = f"act:{action.get('action_ts', '')}:{message_ts}:{action.get('action_id', '')}"
+        await self._emit(
+            IncomingEvent(
+                "slack",
+                event_id,
+                user,
+                "action",
+                action=action.get("value") or "",
+                email=await self._email_of(user),
+            )
+        )
+
+    async def _command(self, ack: Any, command: dict[str, Any]) -> None:
+        await ack()
+        user = command["user_id"]
+        await self._emit(
+            IncomingEvent(
+                "slack",
+                f"cmd:{command.get('trigger_id') or command.get('command_ts', '')}",
+                user,
+                "text",
+                text=(command.get("text") or "").strip() or "help",
+                email=await self._email_of(user),
+            )
+        )
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    async def _channel(self, user: str) -> str:
+        if user not in self._dm:
+            opened = await self.client.conversations_open(users=user)
+            self._dm[user] = opened["channel"]["id"]
+        return self._dm[user]
+
+    async def send(self, recipient: str, message: Message, *, key: str) -> str:
+        """Post to the person's DM; returns ``channel|ts`` to update it later."""
+        try:
+            channel = await self._channel(recipient)
+            posted = await self.client.chat_postMessage(
+                channel=channel, text=fallback_text(message), blocks=blocks(message)
+            )
+        except SlackApiError as exc:
+            raise _send_error(exc) from exc
+        except (ClientError, TimeoutError) as exc:
+            raise SendError(f"Slack unreachable: {exc}") from exc
+        return f"{channel}|{posted['ts']}"
+
+    async def update(self, recipient: str, message_id: str, message: Message, *, key: str) -> None:
+        """Edit a message posted earlier (a question, now showing the saved answer)."""
+        channel, _, ts = message_id.partition("|")
+        try:
+            await self.client.chat_update(
+                channel=channel, ts=ts, text=fallback_text(message), blocks=blocks(message)
+            )
+        except SlackApiError as exc:
+            raise _send_error(exc) from exc
+        except (ClientError, TimeoutError) as exc:
+            raise SendError(f"Slack unreachable: {exc}") from exc
+
+    async def lookup(self, email: str) -> str | None:
+        """The Slack user id for an email (users.lookupByEmail), or None if Slack has no such user."""
+        try:
+            found = await self.client.users_lookupByEmail(email=email)
+        except SlackApiError as exc:
+            if exc.response.get("error") == "users_not_found":
+                return None
+            raise _send_error(exc) from exc
+        return str(found["user"]["id"])
+
+
+def _send_error(exc: SlackApiError) -> SendError:
+    """A Slack API error as the delivery worker understands it: when to retry, or never."""
+    error = str(exc.response.get("error") or "")
+    if exc.response.status_code == 429:
+        retry_after = float(exc.response.headers.get("Retry-After", 30))
+        return SendError(f"Slack rate limit: {error}", retry_after=retry_after)
+    return SendError(f"Slack error: {error}", permanent=error in _PERMANENT)
