@@ -145,6 +145,17 @@ def run(as_email: str | None) -> None:
 
 
 @main.command()
+def doctor() -> None:
+    """Check the database and each enabled platform, and say what to fix."""
+    from bot.doctor import report, run_checks
+
+    findings = asyncio.run(run_checks(_settings()))
+    click.echo(report(findings))
+    if not all(f.ok for f in findings):
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--scripted", is_flag=True, help="Play a whole session by itself and check it.")
 @click.option("--keep", is_flag=True, help="Keep the demo database folder afterwards.")
 def demo(scripted: bool, keep: bool) -> None:

@@ -40,7 +40,7 @@ async def _stored(rig: SlackRig, email: str) -> dict[str, object]:
         "join person p on p.id = s.person_id where p.email = :email",
         email=email,
     )
-    return {step: json.loads(value) if isinstance(value, str) else value for step, value in rows}
+    return {str(step): json.loads(value) if isinstance(value, str) else value for step, value in rows}
 
 
 async def _rows(rig: SlackRig, sql: str, **params: object) -> list[tuple[object, ...]]:

@@ -1,0 +1,104 @@
+"""``cadence doctor``: check each configured edge (database, Slack) and say what to fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from aiohttp import ClientError
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.settings import Settings
+from conversations.i18n import t
+from storage.engine import Database
+from storage.migrate import current_revision
+
+MANIFEST = Path(__file__).resolve().parent / "platforms" / "slack_manifest.yaml"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check: what was checked, whether it is fine, and what to do if not."""
+
+    subject: str
+    ok: bool
+    detail: str
+
+
+def required_slack_scopes() -> set[str]:
+    """The bot scopes the shipped manifest asks for (what the adapter uses)."""
+    manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    return set(manifest["oauth_config"]["scopes"]["bot"])
+
+
+async def check_database(settings: Settings, locale: str) -> Finding:
+    """The database answers and its schema is current."""
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        revision = await current_revision(database.engine)
+    except Exception as exc:  # any driver error means "not reachable as configured"
+        return Finding(
+            "DATABASE_URL", False, t("doctor.db_unreachable", locale, error=f"{type(exc).__name__}: {exc}")
+        )
+    finally:
+        await database.dispose()
+    if revision is None:
+        return Finding("DATABASE_URL", False, t("doctor.db_empty", locale))
+    return Finding("DATABASE_URL", True, t("doctor.db_ok", locale, revision=revision))
+
+
+async def check_slack(settings: Settings, locale: str) -> list[Finding]:
+    """The bot token works and has every scope; the app-level token may open Socket Mode."""
+    client = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, timeout=10)
+    findings = []
+    try:
+        auth = await client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        return [Finding("SLACK_BOT_TOKEN", False, t("doctor.slack_token_bad", locale, error=error))]
+    except (ClientError, TimeoutError) as exc:
+        return [
+            Finding(
+                "SLACK_API_URL",
+                False,
+                t("doctor.slack_unreachable", locale, url=settings.slack.api_url, error=exc),
+            )
+        ]
+    granted = {s.strip() for s in (auth.headers.get("x-oauth-scopes") or "").split(",") if s.strip()}
+    missing = sorted(required_slack_scopes() - granted)
+    team = auth.get("team") or auth.get("team_id")
+    if missing:
+        findings.append(
+            Finding("SLACK_BOT_TOKEN", False, t("doctor.slack_scopes", locale, scopes=", ".join(missing)))
+        )
+    else:
+        findings.append(Finding("SLACK_BOT_TOKEN", True, t("doctor.slack_ok", locale, team=team)))
+    try:
+        await AsyncWebClient(base_url=settings.slack.api_url, timeout=10).apps_connections_open(
+            app_token=settings.slack.app_token
+        )
+        findings.append(Finding("SLACK_APP_TOKEN", True, t("doctor.slack_socket_ok", locale)))
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        findings.append(
+            Finding("SLACK_APP_TOKEN", False, t("doctor.slack_app_token_bad", locale, error=error))
+        )
+    return findings
+
+
+async def run_checks(settings: Settings) -> list[Finding]:
+    """Every check that applies to these settings."""
+    locale = settings.default_locale
+    findings = [await check_database(settings, locale)]
+    if settings.slack.enabled:
+        findings.extend(await check_slack(settings, locale))
+    if not settings.enabled_platforms():
+        findings.append(Finding("*_ENABLED", True, t("doctor.no_platform", locale)))
+    return findings
+
+
+def report(findings: list[Finding]) -> str:
+    """The findings as lines a person can act on."""
+    return "\n".join(f"{'✓' if f.ok else '✗'} {f.subject}: {f.detail}" for f in findings)
