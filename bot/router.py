@@ -134,7 +134,7 @@ class Router:
             person = await self._person(session, event)
         if person is None:
             return [await self._unknown_user(session, journal_id, event)]
-        replies = Replies(f"in{journal_id}", person.id)
+        replies = Replies(f"in{journal_id}", person.id, reply_to=event.reply_to)
         length = int(event.extra.get("text_length", len(event.text)))
         if length > self.max_message_chars:
             message = Message(

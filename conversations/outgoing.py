@@ -32,10 +32,17 @@ PersonContext = PersonRow
 class Replies:
     """Numbered reply keys for one inbound event, so replaying the event never sends twice."""
 
-    def __init__(self, prefix: str, person_id: int) -> None:
+    def __init__(self, prefix: str, person_id: int, *, reply_to: str = "") -> None:
         self._prefix, self._person_id, self._n = prefix, person_id, 0
+        # where the platform wants answers to this event (Slack: a slash command's response_url):
+        # the replies go there, seen only by the person, instead of into their DM
+        self._reply_to = reply_to
 
     def __call__(self, message: Message) -> Outgoing:
         """An Outgoing reply with the next key."""
         self._n += 1
+        if self._reply_to:
+            message = message.model_copy(
+                update={"ephemeral": True, "meta": {**message.meta, "reply_to": self._reply_to}}
+            )
         return Outgoing(self._person_id, f"{self._prefix}:r{self._n}", message)

@@ -63,7 +63,10 @@ async def test_hr_starts_a_cycle_with_the_slash_command_and_everyone_in_scope_ge
     for email in ENGINEERS:
         texts = [m.get("text", "") for m in slack.fake.messages_to(slack.users[email])]
         assert any("Q1/5" in t or "第 1/5 题" in t for t in texts), (email, texts)
-    assert "周期 #1" in slack.last_message(HR)["text"]
+    # the command's answer is for HR's eyes only: sent to the response_url, not into a DM
+    assert slack.fake.messages_to(slack.users[HR]) == []
+    ((_, reply),) = slack.fake.responses
+    assert reply["response_type"] == "ephemeral" and "周期 #1" in reply["text"]
     # DMs were opened form-encoded, messages posted as JSON, as the real SDK does
     assert all(call.form_encoded for call in slack.fake.calls_to("conversations.open"))
     assert not any(call.form_encoded for call in slack.fake.calls_to("chat.postMessage"))
@@ -114,8 +117,7 @@ async def test_a_disconnect_in_the_middle_of_a_conversation_loses_nothing(slack:
 
 async def test_a_rate_limited_post_arrives_later_exactly_once(slack: SlackRig) -> None:
     slack.fake.rate_limit("chat.postMessage", times=1, retry_after=20)
-    command = slack.fake.slash_command(slack.users[HR], "help")
-    await slack.envelope("slash_commands", command, accepts_response_payload=True)
+    await slack.envelope("events_api", slack.fake.message_event(slack.users[HR], "help"))
     await slack.settle(1)
     assert slack.fake.messages_to(slack.users[HR]) == []
     slack.clock.advance(seconds=21)

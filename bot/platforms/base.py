@@ -29,6 +29,8 @@ class IncomingEvent:
     action: str = ""
     tenant: str = ""
     email: str | None = None
+    # where replies to this event go, when the platform says (Slack: a slash command's response_url)
+    reply_to: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_payload(self, *, max_chars: int) -> dict[str, Any]:
@@ -43,6 +45,7 @@ class IncomingEvent:
             "action": _storable(self.action[:2000]),
             "tenant": _storable(self.tenant),
             "email": _storable(self.email) if self.email is not None else None,
+            "reply_to": self.reply_to[:2000],
         }
 
     @classmethod
@@ -57,6 +60,7 @@ class IncomingEvent:
             action=payload.get("action", ""),
             tenant=payload.get("tenant", ""),
             email=payload.get("email"),
+            reply_to=payload.get("reply_to", ""),
             extra={"text_length": payload.get("text_length", len(payload.get("text", "")))},
         )
 

@@ -16,6 +16,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
 from bot.platforms.slack_blocks import FORM_ACTION, blocks, fallback_text
@@ -149,6 +150,7 @@ class SlackPlatform(Platform):
                 "text",
                 text=(command.get("text") or "").strip() or "help",
                 email=await self._email_of(user),
+                reply_to=command.get("response_url") or "",
             )
         )
 
@@ -161,7 +163,14 @@ class SlackPlatform(Platform):
         return self._dm[user]
 
     async def send(self, recipient: str, message: Message, *, key: str) -> str:
-        """Post to the person's DM; returns ``channel|ts`` to update it later."""
+        """Post to the person's DM; returns ``channel|ts`` to update it later.
+
+        A reply to a slash command goes to its response_url, seen only by that person; if that URL
+        has expired (30 minutes, 5 uses) the reply goes to the DM instead.
+        """
+        reply_to = message.meta.get("reply_to") if message.ephemeral else None
+        if reply_to and await self._respond(reply_to, message):
+            return "ephemeral"
         try:
             channel = await self._channel(recipient)
             posted = await self.client.chat_postMessage(
@@ -172,6 +181,16 @@ class SlackPlatform(Platform):
         except (ClientError, TimeoutError) as exc:
             raise SendError(f"Slack unreachable: {exc}") from exc
         return f"{channel}|{posted['ts']}"
+
+    async def _respond(self, url: str, message: Message) -> bool:
+        try:
+            response = await AsyncWebhookClient(url, timeout=_TIMEOUT).send(
+                text=fallback_text(message), blocks=blocks(message), response_type="ephemeral"
+            )
+        except (ClientError, TimeoutError) as exc:
+            log.info("response_url unusable (%s); replying in the DM", exc)
+            return False
+        return response.status_code == 200
 
     async def update(self, recipient: str, message_id: str, message: Message, *, key: str) -> None:
         """Edit a message posted earlier (a question, now showing the saved answer)."""
