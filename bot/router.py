@@ -21,6 +21,7 @@ from conversations.engine import Engine
 from conversations.i18n import t
 from conversations.messages import Action, Message, Tone
 from conversations.outgoing import Outgoing, PersonContext, Replies
+from conversations.status_views import home
 from storage import journal, outbox, people
 from storage.assignments import StaleStateError, holding_conversation
 from storage.engine import Database
@@ -144,6 +145,8 @@ class Router:
                 tone=Tone.ERROR,
             )
             return [replies(message)]
+        if event.kind == "home":
+            return [replies(await home(session, self.engine, person))]
         if event.kind == "action":
             action = Action.decode(event.action)
             if action is None:

@@ -18,7 +18,7 @@ from conversations.control import Control, ControlWord, parse_control, snooze_un
 from conversations.i18n import t
 from conversations.messages import Action, Field_, Message, Tone
 from conversations.outgoing import Outgoing, PersonContext, Replies
-from conversations.prompts import EDIT, SUMMARY
+from conversations.prompts import EDIT, RESUME, SUMMARY
 from conversations.ritual_loader import RitualCatalog
 from conversations.ritual_model import Part, Ritual, Step
 from storage import assignments as store
@@ -83,11 +83,12 @@ class Engine:
     ) -> list[Outgoing]:
         """A button click; ``action`` names the assignment, step and version it was made for."""
         conv = await store.get_conversation(session, assignment_id=action.assignment_id)
+        resuming = action.step == RESUME
         stale = (
             conv is None
             or conv.person_id != person.id
             or conv.status not in store.HOLDING
-            or conv.current_step != action.step
+            or (conv.current_step != action.step and not resuming)
         )
         if stale or conv is None:
             return [
@@ -98,6 +99,10 @@ class Engine:
         turn = await self._turn(session, conv, person, replies)
         if conv.status != "active":
             await turn.reactivate()
+            if resuming:
+                return await turn.ask()
+        if resuming:
+            return await turn.ask(again=True)
         return await turn.handle_text(action.value, None, clicked=True)
 
     async def start_next(

@@ -11,6 +11,8 @@ from conversations.ritual_model import Part, Ritual, Step, StepType
 
 SUMMARY = "__summary__"
 EDIT = "__edit__"
+# a "continue" button (App Home): it names the assignment, not a step, and shows where it stands
+RESUME = "__resume__"
 
 
 def prompt_key(assignment_id: int, version: int, step: str) -> str:

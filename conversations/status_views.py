@@ -6,11 +6,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.engine import Engine
 from conversations.i18n import t
-from conversations.messages import Field_, Message
+from conversations.messages import Action, Button, Field_, Message
 from conversations.outgoing import PersonContext
 from conversations.periods import local_date
-from conversations.prompts import EDIT, SUMMARY, answer_fields
-from storage import assignments, cycles
+from conversations.prompts import EDIT, RESUME, SUMMARY, answer_fields
+from storage import assignments, cycles, people
 from storage.models import Cycle
 from storage.people import PersonRow
 
@@ -130,3 +130,31 @@ async def person_answers(session: AsyncSession, engine: Engine, subject: PersonR
         else t("status.no_answers", locale, name=subject.name)
     )
     return Message(title=subject.name, text=text, fields=tuple(fields))
+
+
+async def home(session: AsyncSession, engine: Engine, person: PersonContext) -> Message:
+    """The person's home screen: their check-ins with a button to continue, their team, HR's cycles."""
+    locale = person.locale
+    mine = await my_rituals(session, engine, person)
+    fields = list(mine.fields)
+    buttons = []
+    holding = await assignments.holding_conversation(session, person_id=person.id)
+    if holding is not None:
+        ritual = await engine.ritual(session, holding.ritual_id)
+        action = Action(assignment_id=holding.id, step=RESUME, version=holding.version, value="resume")
+        label = t("status.home_continue", locale, title=ritual.title.get(locale))
+        buttons.append(Button(label=label, action=action, primary=True))
+    reports = await people.reports_of(session, manager_id=person.id)
+    if person.is_hr or reports:
+        overview = await open_cycles(session, engine, locale, None if person.is_hr else reports)
+        fields.append(Field_(label=overview.title or "", value=overview.text if not overview.fields else ""))
+        fields.extend(overview.fields)
+    latest = await person_answers(session, engine, person, locale)
+    fields.extend(latest.fields[:12])
+    return Message(
+        title=t("status.home_title", locale),
+        text=mine.text,
+        fields=tuple(fields),
+        buttons=tuple(buttons),
+        meta={"surface": "home"},
+    )

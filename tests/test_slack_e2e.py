@@ -136,3 +136,42 @@ async def test_the_manager_sees_the_answers_given_in_slack(slack: SlackRig) -> N
     await slack.envelope("events_api", slack.fake.message_event(slack.users[MANAGER], f"view {EMMA}"))
     await slack.settle(8)
     assert "Shipped the billing export" in slack.last_message(MANAGER)["text"]
+
+
+def _home_opened(slack: SlackRig, email: str) -> dict[str, object]:
+    payload = slack.fake.message_event(slack.users[email], "")
+    payload["event"] = {
+        "type": "app_home_opened",
+        "user": slack.users[email],
+        "tab": "home",
+        "event_ts": "1.0",
+    }
+    return payload
+
+
+async def test_app_home_shows_my_check_in_with_a_button_to_continue_it(slack: SlackRig) -> None:
+    await _start_weekly(slack)
+    await slack.envelope(
+        "events_api", slack.fake.message_event(slack.users[EMMA], "Shipped the billing export")
+    )
+    await slack.settle(2)
+    await slack.envelope("events_api", _home_opened(slack, EMMA))
+    await slack.settle(3)
+    (published,) = slack.fake.views_published
+    assert published["user_id"] == slack.users[EMMA]
+    view = published["view"]
+    assert "question 2 of 5" in json.dumps(view)
+    (resume,) = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    await slack.envelope(
+        "interactive", slack.fake.block_action(slack.users[EMMA], resume["value"], action_id="a0")
+    )
+    await slack.settle(4)
+    assert "Q2/5" in slack.last_message(EMMA)["text"]
+
+
+async def test_app_home_shows_a_manager_their_teams_completion(slack: SlackRig) -> None:
+    await _start_weekly(slack)
+    await slack.envelope("events_api", _home_opened(slack, MANAGER))
+    await slack.settle(2)
+    (published,) = slack.fake.views_published
+    assert "0/6" in json.dumps(published["view"], ensure_ascii=False)

@@ -24,7 +24,8 @@ class IncomingEvent:
     platform: str
     event_id: str
     user_id: str
-    kind: Literal["text", "action"]
+    # "home": the person opened the app's home screen (Slack App Home)
+    kind: Literal["text", "action", "home"]
     text: str = ""
     action: str = ""
     tenant: str = ""

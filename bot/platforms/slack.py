@@ -67,6 +67,7 @@ class SlackPlatform(Platform):
             request_verification_enabled=bool(self.settings.signing_secret),
         )
         app.event("message")(self._message)
+        app.event("app_home_opened")(self._home_opened)
         app.action(re.compile(".*"))(self._action)
         app.command(self.settings.command)(self._command)
         self._app = app
@@ -120,6 +121,13 @@ class SlackPlatform(Platform):
             )
         )
 
+    async def _home_opened(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("tab") != "home" or "user" not in event:
+            return
+        user = event["user"]
+        event_id = str(body.get("event_id") or f"home:{user}:{event.get('event_ts', '')}")
+        await self._emit(IncomingEvent("slack", event_id, user, "home", email=await self._email_of(user)))
+
     async def _action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         if action.get("action_id") == FORM_ACTION:
@@ -171,6 +179,8 @@ class SlackPlatform(Platform):
         reply_to = message.meta.get("reply_to") if message.ephemeral else None
         if reply_to and await self._respond(reply_to, message):
             return "ephemeral"
+        if message.meta.get("surface") == "home":
+            return await self._publish_home(recipient, message)
         try:
             channel = await self._channel(recipient)
             posted = await self.client.chat_postMessage(
@@ -181,6 +191,15 @@ class SlackPlatform(Platform):
         except (ClientError, TimeoutError) as exc:
             raise SendError(f"Slack unreachable: {exc}") from exc
         return f"{channel}|{posted['ts']}"
+
+    async def _publish_home(self, user: str, message: Message) -> str:
+        try:
+            await self.client.views_publish(user_id=user, view={"type": "home", "blocks": blocks(message)})
+        except SlackApiError as exc:
+            raise _send_error(exc) from exc
+        except (ClientError, TimeoutError) as exc:
+            raise SendError(f"Slack unreachable: {exc}") from exc
+        return "home"
 
     async def _respond(self, url: str, message: Message) -> bool:
         try:
