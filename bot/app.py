@@ -65,7 +65,9 @@ def platforms_from(settings: Settings) -> dict[str, Platform]:
     if settings.slack.enabled:
         from bot.platforms.slack import SlackPlatform
 
-        built["slack"] = SlackPlatform(settings.slack)
+        built["slack"] = SlackPlatform(
+            settings.slack, http_host=settings.http_host, http_port=settings.http_port
+        )
     return built
 
 

@@ -35,10 +35,14 @@ class _Section(BaseModel):
     enabled: bool = False
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
+    def missing_secrets(self) -> list[str]:
+        """The secrets that are empty or look copied from an example."""
+        return [name for name in self.secret_fields if is_placeholder(getattr(self, name))]
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Self:
         if self.enabled:
-            bad = [name for name in self.secret_fields if is_placeholder(getattr(self, name))]
+            bad = self.missing_secrets()
             if bad:
                 section = type(self).__name__.removesuffix("Settings").upper()
                 names = ", ".join(f"{section}_{n.upper()}" for n in bad)
@@ -54,8 +58,19 @@ class SlackSettings(_Section):
     signing_secret: str = ""
     api_url: str = "https://slack.com/api/"
     command: str = "/cadence"
-    # Socket Mode needs both tokens (HTTP mode, with a signing secret instead, is not built yet)
-    secret_fields = ("bot_token", "app_token")
+    secret_fields = ("bot_token",)
+
+    def missing_secrets(self) -> list[str]:
+        """As for every platform, plus: Socket Mode needs the app token, HTTP mode the signing secret."""
+        missing = super().missing_secrets()
+        if is_placeholder(self.app_token) and is_placeholder(self.signing_secret):
+            missing.append("app_token")
+        return missing
+
+    @property
+    def http_mode(self) -> bool:
+        """HTTP mode when a signing secret is set and no app-level token is."""
+        return is_placeholder(self.app_token) and not is_placeholder(self.signing_secret)
 
 
 class FeishuSettings(_Section):

@@ -251,3 +251,15 @@ def test_the_shipped_example_works_as_a_dotenv_file(clean_environment: Path) -> 
     assert settings.enabled_platforms() == []
     assert settings.slack.api_url == "https://slack.com/api/"
     assert settings.feishu.domain == "https://open.feishu.cn"
+
+
+def test_slack_with_a_signing_secret_instead_of_an_app_token_runs_in_http_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_ENABLED", "true")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", REAL["SLACK_BOT_TOKEN"])
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "8f14e45fceea167a5a36dedd4bea2543")
+    settings = Settings()
+    assert settings.slack.http_mode
+    monkeypatch.setenv("SLACK_APP_TOKEN", REAL["SLACK_APP_TOKEN"])
+    assert not Settings().slack.http_mode

@@ -11,7 +11,7 @@ import logging
 import re
 from typing import Any
 
-from aiohttp import ClientError
+from aiohttp import ClientError, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -20,6 +20,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
 from bot.platforms.slack_blocks import FORM_ACTION, blocks, fallback_text
+from bot.platforms.slack_http import bound_port, start_http
 from bot.settings import SlackSettings
 from conversations.messages import Message
 
@@ -47,8 +48,12 @@ class SlackPlatform(Platform):
 
     name = "slack"
 
-    def __init__(self, settings: SlackSettings) -> None:
+    def __init__(
+        self, settings: SlackSettings, *, http_host: str = "127.0.0.1", http_port: int = 8080
+    ) -> None:
         self.settings = settings
+        self.http_host, self.http_port = http_host, http_port
+        self._http: web.AppRunner | None = None
         self.client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url, timeout=_TIMEOUT)
         self._app: AsyncApp | None = None
         self._handler: AsyncSocketModeHandler | None = None
@@ -74,13 +79,26 @@ class SlackPlatform(Platform):
         return app
 
     async def start(self, on_event: EventHandler) -> None:
-        """Connect over Socket Mode."""
+        """Connect over Socket Mode, or serve Slack's HTTP requests when only a signing secret is set."""
         app = self.build_app(on_event)
+        if self.settings.http_mode:
+            self._http = await start_http(
+                app, host=self.http_host, port=self.http_port, signing_secret=self.settings.signing_secret
+            )
+            return
         self._handler = AsyncSocketModeHandler(app, self.settings.app_token)
         await self._handler.connect_async()
 
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """Where HTTP mode listens (the real port when 0 was asked for); None in Socket Mode."""
+        return (self.http_host, bound_port(self._http)) if self._http is not None else None
+
     async def stop(self) -> None:
         """Disconnect."""
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
         if self._handler is not None:
             await self._handler.close_async()
             self._handler = None

@@ -30,7 +30,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -85,12 +85,12 @@ async def _read_body(request: web.Request, max_body: int) -> bytes:
     return bytes(body)
 
 
-def _headers(request: web.Request) -> dict[str, list[str]]:
-    """Every header, every value (Bolt wants lower-case names and lists)."""
+def _headers(request: web.Request) -> dict[str, str | Sequence[str]]:
+    """Every header, every value (Bolt wants lower-case names and lists: a list, not a tuple)."""
     headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), []).append(value)
-    return headers
+    return dict(headers)
 
 
 def slack_routes(
@@ -132,7 +132,7 @@ def slack_routes(
             return _refuse(request, 413, f"body is over the {max_body}-byte limit")
 
         expected = signature(signing_secret, timestamp, raw)
-        if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", "surrogateescape")):
+        if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", "replace")):
             return _refuse(request, 401, "X-Slack-Signature does not match")
         try:
             text = raw.decode("utf-8")
