@@ -75,6 +75,8 @@ async def check_slack(settings: Settings, locale: str) -> list[Finding]:
         )
     else:
         findings.append(Finding("SLACK_BOT_TOKEN", True, t("doctor.slack_ok", locale, team=team)))
+    if settings.slack.http_mode:
+        return findings
     try:
         await AsyncWebClient(base_url=settings.slack.api_url, timeout=10).apps_connections_open(
             app_token=settings.slack.app_token
