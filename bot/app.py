@@ -8,6 +8,7 @@ import logging
 import signal
 
 from bot.delivery import Delivery
+from bot.forms import FormService
 from bot.platforms.base import IncomingEvent, Platform
 from bot.router import Router
 from bot.settings import Settings
@@ -34,6 +35,9 @@ class App:
             max_message_chars=settings.max_message_chars,
         )
         self.platforms = platforms
+        forms = FormService(self.db, self.engine)
+        for platform in platforms.values():
+            platform.forms = forms
         self.delivery = Delivery(self.db, platforms)
 
     async def start(self) -> None:

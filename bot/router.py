@@ -7,6 +7,7 @@ replay after a crash redoes exactly the work that was lost, and the outbox keys 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -145,6 +146,16 @@ class Router:
                 tone=Tone.ERROR,
             )
             return [replies(message)]
+        if event.kind == "form":
+            form = json.loads(event.text)
+            answers = {str(step): str(value) for step, value in form["answers"].items()}
+            return await self.engine.on_form(
+                session,
+                person=person,
+                assignment_id=int(form["assignment_id"]),
+                answers=answers,
+                replies=replies,
+            )
         if event.kind == "home":
             return [replies(await home(session, self.engine, person))]
         if event.kind == "action":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conversations.i18n import t
-from conversations.ritual_model import Step, StepType
+from conversations.ritual_model import Part, Step, StepType
 
 _BULLET = re.compile(r"^\s*(?:[-*•·●▪]|\d{1,2}\s*[.)、．]|[（(]\d{1,2}[)）])\s*")
 _CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
@@ -166,3 +166,18 @@ def format_answer(step: Step, value: Any, locale: str) -> str:
     if step.type is StepType.YES_NO:
         return t("chat.answer_yes" if value == "yes" else "chat.answer_no", locale)
     return str(value)
+
+
+def form_problems(part: Part, answers: dict[str, str], locale: str) -> dict[str, str]:
+    """``{step: why}`` for every answer of a submitted form that cannot be taken (empty when fine)."""
+    found = {}
+    for step in part.steps:
+        given = (answers.get(step.id) or "").strip()
+        if not given:
+            if step.required:
+                found[step.id] = t("chat.required", locale)
+            continue
+        result = parse_answer(step, given, locale)
+        if isinstance(result, Rejected):
+            found[step.id] = result.reason
+    return found

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations import prompts
-from conversations.answers import Accepted, normalize, parse_answer, small_number
+from conversations.answers import Accepted, form_problems, normalize, parse_answer, small_number
 from conversations.control import Control, ControlWord, parse_control, snooze_until
 from conversations.i18n import t
 from conversations.messages import Action, Field_, Message, Tone
@@ -104,6 +104,25 @@ class Engine:
         if resuming:
             return await turn.ask(again=True)
         return await turn.handle_text(action.value, None, clicked=True)
+
+    async def on_form(
+        self,
+        session: AsyncSession,
+        *,
+        person: PersonContext,
+        assignment_id: int,
+        answers: dict[str, str],
+        replies: Replies,
+    ) -> list[Outgoing]:
+        """A whole part answered in one form (checked when submitted): store it, then show the summary."""
+        conv = await store.get_conversation(session, assignment_id=assignment_id)
+        if conv is None or conv.person_id != person.id or conv.status not in store.HOLDING:
+            message = Message(text=t("chat.already_answered", person.locale), tone=Tone.WARNING)
+            return [replies(message)]
+        turn = await self._turn(session, conv, person, replies)
+        if conv.status != "active":
+            await turn.reactivate()
+        return await turn.apply_form(answers)
 
     async def start_next(
         self, session: AsyncSession, *, person: PersonContext, key_prefix: str
@@ -332,6 +351,24 @@ class Turn:
         if not isinstance(result, Accepted):
             return await self.ask(reason=result.reason)
         return await self._store_and_advance(step, result.value, skipped=False)
+
+    async def apply_form(self, answers: dict[str, str]) -> list[Outgoing]:
+        """Store every answer of a form (re-checked here: the form may have changed hands), then summary."""
+        wrong = form_problems(self.part, answers, self.locale)
+        if wrong:
+            lines = [
+                f"{self.part.steps.index(s) + 1}. {wrong[s.id]}" for s in self.part.steps if s.id in wrong
+            ]
+            return self._reply("\n".join(lines), Tone.WARNING)
+        for step in self.part.steps:
+            given = (answers.get(step.id) or "").strip()
+            result = parse_answer(step, given, self.locale) if given else None
+            value = result.value if isinstance(result, Accepted) else None
+            await store.save_answer(
+                self.session, assignment_id=self.conv.id, step=step.id, value=value, skipped=value is None
+            )
+        await self._move("active", SUMMARY)
+        return await self.ask()
 
     async def _store_and_advance(self, step: Step, value: Any, *, skipped: bool) -> list[Outgoing]:
         asked_key = prompts.prompt_key(self.conv.id, self.version, step.id)

@@ -103,7 +103,7 @@ def intro(
         text="\n".join(lines),
         fields=alongside,
         form_assignment_id=assignment_id if ritual.form else None,
-        meta={"assignment": str(assignment_id)},
+        meta={"assignment": str(assignment_id), "form_label": t("chat.answer_in_form", locale)},
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 
-from tests.harness import EMMA, HR, LILEI, MANAGER
+from tests.harness import EMMA, HR, LILEI, MANAGER, json_value
 from tests.slack_rig import SlackRig
 
 ENGINEERS = [
@@ -36,11 +36,11 @@ async def _stored(rig: SlackRig, email: str) -> dict[str, object]:
     assert rig.app is not None
     rows = await _rows(
         rig,
-        "select a.step, a.value from answer a join assignment s on s.id = a.assignment_id "
+        "select a.step, cast(a.value as text) from answer a join assignment s on s.id = a.assignment_id "
         "join person p on p.id = s.person_id where p.email = :email",
         email=email,
     )
-    return {str(step): json.loads(value) if isinstance(value, str) else value for step, value in rows}
+    return {str(step): json_value(value) for step, value in rows}  # type: ignore[arg-type]
 
 
 async def _rows(rig: SlackRig, sql: str, **params: object) -> list[tuple[object, ...]]:
@@ -175,3 +175,72 @@ async def test_app_home_shows_a_manager_their_teams_completion(slack: SlackRig) 
     await slack.settle(2)
     (published,) = slack.fake.views_published
     assert "0/6" in json.dumps(published["view"], ensure_ascii=False)
+
+
+def _view_submission(
+    slack: SlackRig, email: str, view: dict[str, object], answers: dict[str, str]
+) -> dict[str, object]:
+    """What Slack sends when the person presses the modal's submit button."""
+    values: dict[str, object] = {}
+    for block in view["blocks"]:  # type: ignore[attr-defined]
+        element = block["element"]
+        if element["type"] == "static_select":
+            chosen = answers.get(block["block_id"])
+            values[block["block_id"]] = {
+                "v": {"type": "static_select", "selected_option": {"value": chosen} if chosen else None}
+            }
+        else:
+            values[block["block_id"]] = {
+                "v": {"type": "plain_text_input", "value": answers.get(block["block_id"])}
+            }
+    return {
+        "type": "view_submission",
+        "team": {"id": slack.fake.team_id},
+        "user": {"id": slack.users[email], "team_id": slack.fake.team_id},
+        "api_app_id": "A0CADENCE",
+        "view": {**view, "id": "V0FORM", "hash": "1700000000.abc", "state": {"values": values}},
+    }
+
+
+async def test_a_long_ritual_is_answered_in_a_modal(slack: SlackRig) -> None:
+    command = slack.fake.slash_command(slack.users[HR], f"cycle start monthly --people {EMMA}")
+    await slack.envelope("slash_commands", command)
+    await slack.settle(1)
+    intro = next(m for m in slack.fake.messages_to(slack.users[EMMA]) if "Answer in a form" in json.dumps(m))
+    form_button = next(b for b in slack.buttons(intro) if b["action_id"] == "open_form")
+    click = slack.fake.block_action(
+        slack.users[EMMA], form_button["value"], action_id="open_form", message_ts=intro["ts"]
+    )
+    await slack.envelope("interactive", click)
+    assert slack.fake.views_opened, "the form button opened no modal"
+    view = slack.fake.views_opened[-1]["view"]
+    assert [b["block_id"] for b in view["blocks"]][:3] == ["highlights", "goal_status", "self_rating"]
+
+    # a required answer left empty: the modal says so and nothing is stored
+    incomplete = _view_submission(
+        slack, EMMA, view, {"highlights": "Launched billing", "goal_status": "on_track"}
+    )
+    ack = await slack.envelope("interactive", incomplete)
+    assert ack["payload"]["response_action"] == "errors"
+    assert set(ack["payload"]["errors"]) == {"self_rating", "learned", "next_month"}
+    assert await _stored(slack, EMMA) == {}
+
+    complete = _view_submission(
+        slack,
+        EMMA,
+        view,
+        {
+            "highlights": "Launched billing to 40 customers\nCut p99 latency by 30%",
+            "goal_status": "on_track",
+            "self_rating": "4",
+            "learned": "Load testing with k6",
+            "next_month": "Ledger migration",
+        },
+    )
+    ack = await slack.envelope("interactive", complete)
+    assert "payload" not in ack or not ack["payload"]
+    await slack.settle(2)  # the command and the submitted form: opening and refusing store nothing
+    stored = await _stored(slack, EMMA)
+    assert stored["highlights"] == ["Launched billing to 40 customers", "Cut p99 latency by 30%"]
+    assert stored["self_rating"] == 4 and stored["challenges"] is None
+    assert "Submit" in json.dumps(slack.last_message(EMMA))

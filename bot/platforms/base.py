@@ -24,8 +24,9 @@ class IncomingEvent:
     platform: str
     event_id: str
     user_id: str
-    # "home": the person opened the app's home screen (Slack App Home)
-    kind: Literal["text", "action", "home"]
+    # "home": the person opened the app's home screen (Slack App Home); "form": a submitted form,
+    # its answers as JSON in ``text``
+    kind: Literal["text", "action", "home", "form"]
     text: str = ""
     action: str = ""
     tenant: str = ""
@@ -81,6 +82,8 @@ class Platform(ABC):
     """A chat platform adapter: receive events, send and update messages."""
 
     name: str
+    # set by the composition root for platforms that can show forms (bot.forms.FormService)
+    forms: Any = None
 
     @abstractmethod
     async def start(self, on_event: EventHandler) -> None:

@@ -7,6 +7,7 @@ Sending opens the person's DM and posts Block Kit; an answered question is edite
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -19,7 +20,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
-from bot.platforms.slack_blocks import FORM_ACTION, blocks, fallback_text
+from bot.platforms.slack_blocks import (
+    FORM_ACTION,
+    FORM_CALLBACK,
+    blocks,
+    fallback_text,
+    modal,
+    submitted_answers,
+)
 from bot.platforms.slack_http import bound_port, start_http
 from bot.settings import SlackSettings
 from conversations.messages import Message
@@ -75,6 +83,7 @@ class SlackPlatform(Platform):
         app.event("app_home_opened")(self._home_opened)
         app.action(re.compile(".*"))(self._action)
         app.command(self.settings.command)(self._command)
+        app.view(FORM_CALLBACK)(self._form_submitted)
         self._app = app
         return app
 
@@ -148,9 +157,10 @@ class SlackPlatform(Platform):
 
     async def _action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        if action.get("action_id") == FORM_ACTION:
-            return  # forms (modals) are not wired yet: the question is also in the chat
         user = body["user"]["id"]
+        if action.get("action_id") == FORM_ACTION:
+            await self._open_form(user, body.get("trigger_id", ""), action.get("value") or "")
+            return
         message_ts = (body.get("container") or {}).get("message_ts", "")
         # a re-delivered click carries the same action_ts and message: the journal makes it a no-op
         event_id = f"act:{action.get('action_ts', '')}:{message_ts}:{action.get('action_id', '')}"
@@ -162,6 +172,49 @@ class SlackPlatform(Platform):
                 "action",
                 action=action.get("value") or "",
                 email=await self._email_of(user),
+            )
+        )
+
+    async def _open_form(self, user: str, trigger_id: str, assignment: str) -> None:
+        """Open the modal now: Slack's trigger_id is good for 3 seconds (the chat is the fallback)."""
+        if self.forms is None or not assignment.isdigit():
+            return
+        email = await self._email_of(user)
+        form = await self.forms.form(
+            platform="slack", user_id=user, email=email, assignment_id=int(assignment)
+        )
+        if form is None:
+            return  # not theirs, or already done: the chat says so when they answer there
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=modal(form))
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+
+    async def _form_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        assignment, _, _version = str(view.get("private_metadata") or "").partition("|")
+        answers = submitted_answers(view)
+        email = await self._email_of(user)
+        problems = None
+        if self.forms is not None and assignment.isdigit():
+            problems = await self.forms.check(
+                platform="slack", user_id=user, email=email, assignment_id=int(assignment), answers=answers
+            )
+        if problems:
+            # shown under each input; the modal stays open and nothing is stored
+            await ack(response_action="errors", errors=problems)
+            return
+        await ack()
+        if problems is None:
+            return  # the assignment is not theirs to answer any more
+        await self._emit(
+            IncomingEvent(
+                "slack",
+                f"form:{view.get('id', '')}:{view.get('hash', '')}",
+                user,
+                "form",
+                text=json.dumps({"assignment_id": int(assignment), "answers": answers}, ensure_ascii=False),
+                email=email,
             )
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conversations.forms import Form, FormField
 from conversations.messages import Message, Tone
 
 # Block Kit limits: section text 3000, field 2000 (10 per section), header 150, button text 75,
@@ -26,8 +27,9 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, _TEXT)}}
 
 
-def blocks(message: Message, *, form_label: str | None = None) -> list[dict[str, Any]]:
-    """The blocks of one message: header, text, answers, buttons, hint."""
+def blocks(message: Message) -> list[dict[str, Any]]:
+    """The blocks of one message: header, text, answers, buttons (and a form button), hint."""
+    form_label = message.meta.get("form_label")
     out: list[dict[str, Any]] = []
     if message.title:
         out.append({"type": "header", "text": {"type": "plain_text", "text": _clip(message.title, _HEADER)}})
@@ -70,3 +72,56 @@ def blocks(message: Message, *, form_label: str | None = None) -> list[dict[str,
 def fallback_text(message: Message) -> str:
     """The notification and screen-reader text Slack shows where blocks are not rendered."""
     return _clip(message.plain_text(), _TEXT)
+
+
+FORM_CALLBACK = "cadence_form"
+_VALUE = "v"  # the one input in each block; the block id is the step
+
+
+def _input(field: FormField) -> dict[str, Any]:
+    element: dict[str, Any]
+    if field.options:
+        options = [
+            {"text": {"type": "plain_text", "text": _clip(label, _BUTTON)}, "value": value}
+            for value, label in field.options
+        ]
+        element = {"type": "static_select", "action_id": _VALUE, "options": options}
+        chosen = next((o for o in options if o["value"] == field.initial), None)
+        if chosen is not None:
+            element["initial_option"] = chosen
+    else:
+        element = {"type": "plain_text_input", "action_id": _VALUE, "multiline": field.multiline}
+        if field.initial:
+            element["initial_value"] = _clip(field.initial, _TEXT)
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": field.step,
+        "label": {"type": "plain_text", "text": _clip(field.label, 2000)},
+        "element": element,
+        "optional": not field.required,
+    }
+    if field.hint:
+        block["hint"] = {"type": "plain_text", "text": _clip(field.hint, 2000)}
+    return block
+
+
+def modal(form: Form) -> dict[str, Any]:
+    """A Slack modal with one input per question; the assignment and its version ride along."""
+    return {
+        "type": "modal",
+        "callback_id": FORM_CALLBACK,
+        "private_metadata": f"{form.assignment_id}|{form.version}",
+        "title": {"type": "plain_text", "text": _clip(form.title, 24)},
+        "submit": {"type": "plain_text", "text": _clip(form.submit_label, 24)},
+        "blocks": [_input(field) for field in form.fields][:100],
+    }
+
+
+def submitted_answers(view: dict[str, Any]) -> dict[str, str]:
+    """``{step: answer}`` from a view_submission's state."""
+    answers = {}
+    for step, inputs in (view.get("state") or {}).get("values", {}).items():
+        entry = inputs.get(_VALUE) or {}
+        selected = entry.get("selected_option") or {}
+        answers[step] = str(selected.get("value") or entry.get("value") or "")
+    return answers
