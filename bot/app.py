@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from bot.delivery import Delivery
 from bot.forms import FormService
@@ -51,9 +52,11 @@ class App:
         for platform in self.platforms.values():
             await platform.start(self.on_event)
 
-    async def on_event(self, event: IncomingEvent) -> None:
-        """Every platform hands its events here."""
-        await self.router.receive(event)
+    async def on_event(
+        self, event: IncomingEvent, *, acknowledge: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Every platform hands its events here; ``acknowledge`` runs once the event is journaled."""
+        await self.router.receive(event, acknowledge=acknowledge)
         self.delivery.kick()
 
     async def stop(self) -> None:

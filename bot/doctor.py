@@ -10,6 +10,7 @@ from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.platforms.slack import slack_error
 from bot.settings import Settings
 from conversations.i18n import t
 from storage.engine import Database
@@ -56,8 +57,23 @@ async def check_slack(settings: Settings, locale: str) -> list[Finding]:
     try:
         auth = await client.auth_test()
     except SlackApiError as exc:
-        error = exc.response.get("error")
-        return [Finding("SLACK_BOT_TOKEN", False, t("doctor.slack_token_bad", locale, error=error))]
+        if (
+            not isinstance(exc.response.data, dict)
+            or exc.response.status_code == 429
+            or exc.response.status_code >= 500
+        ):
+            # not a verdict on the token: something other than Slack's API answered, or Slack is busy
+            error = slack_error(exc)
+            return [
+                Finding(
+                    "SLACK_API_URL",
+                    False,
+                    t("doctor.slack_not_api", locale, url=settings.slack.api_url, error=error),
+                )
+            ]
+        return [
+            Finding("SLACK_BOT_TOKEN", False, t("doctor.slack_token_bad", locale, error=slack_error(exc)))
+        ]
     except (ClientError, TimeoutError) as exc:
         return [
             Finding(
@@ -83,7 +99,7 @@ async def check_slack(settings: Settings, locale: str) -> list[Finding]:
         )
         findings.append(Finding("SLACK_APP_TOKEN", True, t("doctor.slack_socket_ok", locale)))
     except SlackApiError as exc:
-        error = exc.response.get("error")
+        error = slack_error(exc)
         findings.append(
             Finding("SLACK_APP_TOKEN", False, t("doctor.slack_app_token_bad", locale, error=error))
         )

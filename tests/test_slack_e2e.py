@@ -244,3 +244,17 @@ async def test_a_long_ritual_is_answered_in_a_modal(slack: SlackRig) -> None:
     assert stored["highlights"] == ["Launched billing to 40 customers", "Cut p99 latency by 30%"]
     assert stored["self_rating"] == 4 and stored["challenges"] is None
     assert "Submit" in json.dumps(slack.last_message(EMMA))
+
+
+async def test_an_acknowledged_message_is_journaled_even_when_slack_cannot_say_who_sent_it(
+    slack: SlackRig,
+) -> None:
+    await _start_weekly(slack)
+    # users.info fails (Slack having a bad minute); Emma is known by the Slack id in the org file
+    slack.fake.fail("users.info", "internal_error", times=5, status=500)
+    ack = await slack.envelope(
+        "events_api", slack.fake.message_event(slack.users[EMMA], "Shipped the billing export")
+    )
+    assert ack["envelope_id"]
+    await slack.settle(2)
+    assert await _stored(slack, EMMA) == {"wins": ["Shipped the billing export"]}

@@ -106,7 +106,12 @@ async def serve(fake: SlackFake) -> AsyncIterator[Serve]:
     async def start(max_body: int = slack_http.MAX_BODY_BYTES) -> Served:
         served = Served(fake, "")
 
-        async def on_event(event: IncomingEvent) -> None:
+        async def on_event(
+            event: IncomingEvent, *, acknowledge: Callable[[], Awaitable[None]] | None = None
+        ) -> None:
+            # journaled at once (as Cadence's router does before its work), then the work is held
+            if acknowledge is not None:
+                await acknowledge()
             await asyncio.wait_for(served.gate.wait(), WAIT)
             async with served.arrived:
                 served.events.append(event)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from conversations.messages import Message
 
@@ -67,7 +67,16 @@ class IncomingEvent:
         )
 
 
-EventHandler = Callable[[IncomingEvent], Awaitable[None]]
+class EventHandler(Protocol):
+    """Where a platform hands its events (``App.on_event``).
+
+    ``acknowledge`` is awaited once the event is journaled: a platform that must not acknowledge
+    before then (so that nothing acknowledged can be lost) waits for it.
+    """
+
+    def __call__(
+        self, event: IncomingEvent, *, acknowledge: Callable[[], Awaitable[None]] | None = None
+    ) -> Coroutine[Any, Any, None]: ...
 
 
 class SendError(RuntimeError):

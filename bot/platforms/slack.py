@@ -7,6 +7,7 @@ Sending opens the person's DM and posts Block Kit; an answered question is edite
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -68,6 +69,7 @@ class SlackPlatform(Platform):
         self._on_event: EventHandler | None = None
         self._dm: dict[str, str] = {}
         self._emails: dict[str, str | None] = {}
+        self._working: set[asyncio.Task[None]] = set()
 
     # ---- receiving ----------------------------------------------------------------------------
 
@@ -78,6 +80,8 @@ class SlackPlatform(Platform):
             client=self.client,
             signing_secret=self.settings.signing_secret or None,
             request_verification_enabled=bool(self.settings.signing_secret),
+            # the listener returns once the event is journaled; only then does Slack get its ack
+            process_before_response=True,
         )
         app.event("message")(self._message)
         app.event("app_home_opened")(self._home_opened)
@@ -113,17 +117,38 @@ class SlackPlatform(Platform):
             self._handler = None
 
     async def _emit(self, event: IncomingEvent) -> None:
+        """Hand ``event`` to Cadence and return once it is journaled (Bolt acknowledges on return).
+
+        The app runs with ``process_before_response``: Slack hears the acknowledgement only after
+        the listener returns, so an acknowledged event is always journaled, and its processing
+        continues in the background without holding the acknowledgement up.
+        """
         assert self._on_event is not None
-        await self._on_event(event)
+        journaled = asyncio.Event()
+
+        async def acknowledge() -> None:
+            journaled.set()
+
+        work = asyncio.create_task(self._on_event(event, acknowledge=acknowledge))
+        self._working.add(work)
+        work.add_done_callback(self._working.discard)
+        waiting = asyncio.create_task(journaled.wait())
+        await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not journaled.is_set():
+            await work  # failed before it was journaled: raise, so Slack is not acknowledged and re-sends
 
     async def _email_of(self, user: str) -> str | None:
-        """The person's email as Slack has it (cached): how a Slack user is matched to the org."""
+        """The person's email as Slack has it (cached): how a Slack user is matched to the org.
+
+        Any failure means "unknown for now" (not cached): the event must still reach the journal.
+        """
         if user not in self._emails:
             try:
                 info = await self.client.users_info(user=user)
                 self._emails[user] = ((info.get("user") or {}).get("profile") or {}).get("email")
-            except SlackApiError as exc:
-                log.warning("users.info for %s failed: %s", user, exc.response.get("error"))
+            except Exception as exc:  # a Slack error, an HTML error page, a timeout: all the same here
+                log.warning("users.info for %s failed: %s", user, exc)
                 return None
         return self._emails[user]
 
@@ -188,7 +213,7 @@ class SlackPlatform(Platform):
         try:
             await self.client.views_open(trigger_id=trigger_id, view=modal(form))
         except SlackApiError as exc:
-            log.warning("views.open failed: %s", exc.response.get("error"))
+            log.warning("views.open failed: %s", slack_error(exc))
 
     async def _form_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = body["user"]["id"]
@@ -299,15 +324,23 @@ class SlackPlatform(Platform):
         try:
             found = await self.client.users_lookupByEmail(email=email)
         except SlackApiError as exc:
-            if exc.response.get("error") == "users_not_found":
+            if slack_error(exc) == "users_not_found":
                 return None
             raise _send_error(exc) from exc
         return str(found["user"]["id"])
 
 
+def slack_error(exc: SlackApiError) -> str:
+    """The ``error`` Slack named, or the HTTP status when the answer was not Slack's JSON at all."""
+    data = exc.response.data
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"HTTP {exc.response.status_code}"
+
+
 def _send_error(exc: SlackApiError) -> SendError:
     """A Slack API error as the delivery worker understands it: when to retry, or never."""
-    error = str(exc.response.get("error") or "")
+    error = slack_error(exc)
     if exc.response.status_code == 429:
         retry_after = float(exc.response.headers.get("Retry-After", 30))
         return SendError(f"Slack rate limit: {error}", retry_after=retry_after)
