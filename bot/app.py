@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from bot.delivery import Delivery
 from bot.forms import FormService
 from bot.platforms.base import IncomingEvent, Platform
+from bot.rate_limits import RateLimiter
 from bot.router import Router
 from bot.settings import Settings
 from conversations.engine import Engine
@@ -39,7 +40,14 @@ class App:
         forms = FormService(self.db, self.engine)
         for platform in platforms.values():
             platform.forms = forms
-        self.delivery = Delivery(self.db, platforms)
+        chat = (("slack", settings.slack), ("feishu", settings.feishu), ("dingtalk", settings.dingtalk))
+        limiter = RateLimiter(
+            per_platform={name: section.rate_per_s for name, section in chat},
+            per_recipient={name: section.per_recipient_per_s for name, section in chat},
+        )
+        self.delivery = Delivery(
+            self.db, platforms, limiter=limiter, concurrency=settings.delivery_concurrency
+        )
 
     async def start(self) -> None:
         """Migrate, finish what a crash left half-done, then connect the platforms."""

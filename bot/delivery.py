@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.platforms.base import Platform, SendError
+from bot.rate_limits import RateLimiter
 from conversations.messages import Message
 from storage import outbox, people
 from storage.clock import utcnow
@@ -37,8 +39,17 @@ def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:
 class Delivery:
     """Drains the outbox to the platforms; every process runs one."""
 
-    def __init__(self, db: Database, platforms: dict[str, Platform]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        platforms: dict[str, Platform],
+        *,
+        limiter: RateLimiter | None = None,
+        concurrency: int = 16,
+    ) -> None:
         self.db, self.platforms = db, platforms
+        self.limiter = limiter or RateLimiter(per_platform={}, per_recipient={})
+        self._slots = asyncio.Semaphore(concurrency)
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -59,9 +70,24 @@ class Delivery:
         """Send what is due now; returns how many rows were handled."""
         lease_until = utcnow() + LEASE
         rows = await self._claim(limit, lease_until)
+        # one queue per recipient, in the order the rows were written (a "saved" edit before the
+        # next question); different recipients are sent to side by side
+        queues: dict[tuple[str, str], list[OutboxRow]] = defaultdict(list)
         for row in rows:
-            await self._deliver(row, lease_until)
+            queues[(row.platform, row.recipient or f"person:{row.person_id}")].append(row)
+        await asyncio.gather(*(self._send_in_order(queue, lease_until) for queue in queues.values()))
         return len(rows)
+
+    async def _send_in_order(self, queue: list[OutboxRow], lease_until: datetime) -> None:
+        async with self._slots:
+            for n, row in enumerate(queue):
+                retry_at = await self._deliver(row, lease_until)
+                if retry_at is not None:
+                    # the rest wait behind it, so the person still reads things in order
+                    rest = [r.id for r in queue[n + 1 :]]
+                    async with self.db.sessions() as session, session.begin():
+                        await outbox.release(session, ids=rest, due_at=retry_at, lease_until=lease_until)
+                    return
 
     async def drain(self) -> int:
         """Send until nothing is due (the console and tests use this after each event)."""
@@ -70,13 +96,16 @@ class Delivery:
             total += n
         return total
 
-    async def _deliver(self, row: OutboxRow, lease_until: datetime) -> None:
-        """Send one row. No database session is open while the platform is being waited on."""
+    async def _deliver(self, row: OutboxRow, lease_until: datetime) -> datetime | None:
+        """Send one row; returns when to try again if it is to be retried.
+
+        No database session is open while the platform is being waited on.
+        """
         try:
             message = Message.model_validate(row.payload)
         except ValidationError as exc:  # e.g. a row written by an older version: never sendable
             await self._record(row, lease_until, status="dead", error=f"unreadable message: {exc}")
-            return
+            return None
         async with self.db.sessions() as session:
             recipient, email = await self._recipient(session, row)
             earlier = None
@@ -86,12 +115,12 @@ class Delivery:
             try:
                 recipient = await self._learn_identity(row.platform, row.person_id, email)
             except SendError as exc:
-                await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
-                return
+                return await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
         if recipient is None:
             await self._record(row, lease_until, status="dead", error="no identity on this platform")
-            return
+            return None
         platform = self.platforms[row.platform]
+        await self.limiter.acquire(row.platform, recipient, new_message=not earlier)
         try:
             if earlier:
                 await platform.update(recipient, earlier, message, key=row.idempotency_key)
@@ -99,13 +128,14 @@ class Delivery:
             else:
                 message_id = await platform.send(recipient, message, key=row.idempotency_key)
         except SendError as exc:
-            await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
-            return
+            if exc.retry_after is not None:
+                self.limiter.pause(row.platform, exc.retry_after)
+            return await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
         except Exception as exc:  # a bug or a network fault: retried, and recorded on the row
             log.exception("sending outbox row %s failed", row.id)
-            await self._failed(row, lease_until, exc, None, False)
-            return
+            return await self._failed(row, lease_until, exc, None, False)
         await self._record(row, lease_until, status="sent", platform_message_id=message_id)
+        return None
 
     async def _recipient(self, session: AsyncSession, row: OutboxRow) -> tuple[str | None, str | None]:
         """The platform's id for the recipient if known; else the email to look them up by."""
@@ -145,13 +175,14 @@ class Delivery:
         exc: Exception,
         retry_after: float | None,
         permanent: bool,
-    ) -> None:
+    ) -> datetime | None:
         if permanent or row.attempts + 1 >= MAX_ATTEMPTS:
             await self._record(row, lease_until, status="dead", error=str(exc))
-            return
+            return None
         delay = retry_after if retry_after is not None else backoff(row.attempts)
         retry_at = utcnow() + timedelta(seconds=delay)
         await self._record(row, lease_until, status="pending", error=str(exc), retry_at=retry_at)
+        return retry_at
 
     async def run(self, stop: asyncio.Event, *, tick: float = 1.0) -> None:
         """Deliver until ``stop`` is set, waking on a kick or every ``tick`` seconds."""

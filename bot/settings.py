@@ -35,6 +35,12 @@ class _Section(BaseModel):
     enabled: bool = False
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
+    @field_validator("rate_per_s", "per_recipient_per_s", mode="before", check_fields=False)
+    @classmethod
+    def _blank_is_no_limit(cls, value: object) -> object:
+        # `SLACK_RATE_PER_S=` in a .env file means "no cap", not an unreadable number
+        return None if isinstance(value, str) and not value.strip() else value
+
     def missing_secrets(self) -> list[str]:
         """The secrets that are empty or look copied from an example."""
         return [name for name in self.secret_fields if is_placeholder(getattr(self, name))]
@@ -58,6 +64,10 @@ class SlackSettings(_Section):
     signing_secret: str = ""
     api_url: str = "https://slack.com/api/"
     command: str = "/cadence"
+    # Slack publishes no workspace-wide number for chat.postMessage (its 429s say when); it does say
+    # "one message per second per channel"
+    rate_per_s: float | None = None
+    per_recipient_per_s: float | None = 1.0
     secret_fields = ("bot_token",)
 
     def missing_secrets(self) -> list[str]:
@@ -81,6 +91,9 @@ class FeishuSettings(_Section):
     verification_token: str = ""
     encrypt_key: str = ""
     domain: str = "https://open.feishu.cn"
+    # the reference's published limits: 50 requests/s per app, 5/s per user
+    rate_per_s: float | None = 50.0
+    per_recipient_per_s: float | None = 5.0
     secret_fields = ("app_id", "app_secret")
 
 
@@ -91,6 +104,8 @@ class DingtalkSettings(_Section):
     client_secret: str = ""
     robot_code: str = ""
     api_url: str = "https://api.dingtalk.com"
+    rate_per_s: float | None = None
+    per_recipient_per_s: float | None = None
     secret_fields = ("client_id", "client_secret")
 
 
@@ -121,6 +136,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_message_chars: int = Field(default=20_000, ge=1_000)
     snooze_minutes: int = Field(default=120, ge=5)
+    # how many recipients the delivery worker sends to at once (each recipient's messages stay in order)
+    delivery_concurrency: int = Field(default=16, ge=1, le=256)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     slack: SlackSettings = SlackSettings()

@@ -150,3 +150,13 @@ async def platform_message_id(session: AsyncSession, *, idempotency_key: str) ->
     """The platform's id for a sent message (to update it), by the key it was queued under."""
     stmt = select(OUT.c.platform_message_id).where(OUT.c.idempotency_key == idempotency_key)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def release(session: AsyncSession, *, ids: list[int], due_at: datetime, lease_until: datetime) -> None:
+    """Give claimed rows back unsent, due at ``due_at`` (they wait behind an earlier row's retry)."""
+    if ids:
+        await session.execute(
+            update(OUT)
+            .where(OUT.c.id.in_(ids), OUT.c.status == "sending", OUT.c.due_at == lease_until)
+            .values(status="pending", due_at=due_at)
+        )

@@ -56,8 +56,13 @@ class SlackRig:
 
     async def _boot(self) -> None:
         settings = settings_for(self.db_url)
+        # no pacing here: it waits real seconds; tests/test_rate_limits.py covers it on a fake clock
         settings.slack = SlackSettings(
-            enabled=True, bot_token=BOT_TOKEN, app_token=APP_TOKEN, api_url=self.fake.base_url
+            enabled=True,
+            bot_token=BOT_TOKEN,
+            app_token=APP_TOKEN,
+            api_url=self.fake.base_url,
+            per_recipient_per_s=None,
         )
         self.app = App(settings, platforms=platforms_from(settings))
         await self.app.start()

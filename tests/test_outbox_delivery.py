@@ -378,3 +378,27 @@ async def test_an_unreadable_row_is_dead_with_its_reason_and_others_still_go(rig
     assert dead.status == "dead"
     assert "unreadable message" in (dead.last_error or "")
     assert [c.message.title for c in rig.platform.to(HR)] == [HELP_TITLE]
+
+
+async def test_a_retried_message_keeps_its_place_in_front_of_the_recipients_next_one(rig: Rig) -> None:
+    await rig.platform.say(HR, "帮助")
+    await rig.platform.say(HR, "me")
+    rig.platform.failures = [SendError("ratelimited", retry_after=30)]
+    await rig.drain()
+    # the first failed; the second waits behind it instead of overtaking it
+    assert rig.platform.to(HR) == []
+    rig.clock.advance(seconds=31)
+    await rig.drain()
+    assert [c.message.title for c in rig.platform.to(HR)] == [HELP_TITLE, t("status.me_title", "zh-CN")]
+
+
+async def test_different_recipients_are_sent_to_side_by_side(rig: Rig) -> None:
+    await rig.platform.say(HR, "cycle start weekly --dept Engineering")
+    handled = await rig.drain()
+    recipients = {c.recipient for c in rig.platform.calls}
+    assert len(recipients) == 8  # seven engineers and HR's own reply
+    assert handled == len(rig.platform.calls)
+    written = [r.idempotency_key for r in await rig.rows()]  # the order the rows were queued in
+    for recipient in recipients:
+        keys = [c.key for c in rig.platform.to(recipient)]
+        assert keys == sorted(keys, key=written.index)
