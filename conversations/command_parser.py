@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "me": ("me", "my", "我", "我的"),
     "lang": ("lang", "language", "语言"),
     "view": ("view", "show", "查看"),
+    "away": ("away", "请假到", "休假到", "请假至", "休假至", "请假", "休假"),
+    "returned": ("销假",),
 }
 SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "start": ("start", "open", "开始", "发起", "启动"),
@@ -26,6 +28,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "people": ("--people", "--person", "--人员"),
     "due": ("--due", "--截止"),
 }
+_GLUED = ("请假到", "休假到", "请假至", "休假至")
 _FIRST_WORDS = frozenset(w for words in COMMANDS.values() for w in words) | {"cadence"}
 _PREFIXES = ("/cadence", "/节拍", "cadence", "/")
 # parse errors that mean "this was never a command" rather than "a command, typed wrong"
@@ -40,6 +43,7 @@ class Command:
     sub: str | None = None
     args: tuple[str, ...] = ()
     options: dict[str, str] = field(default_factory=dict)
+    raw: str = ""  # as typed, for commands that read a phrase ("away until Dec 10")
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def looks_like_command(text: str) -> bool:
     if cleaned.startswith("/"):
         return True
     first = cleaned.split(maxsplit=1)[0].lower() if cleaned else ""
-    if first not in _FIRST_WORDS:  # most messages are answers: skip the full parse
+    if first not in _FIRST_WORDS and not first.startswith(_GLUED):  # most messages are answers
         return False
     parsed = parse_command(text)
     if isinstance(parsed, CommandError):
@@ -90,7 +94,15 @@ def looks_like_command(text: str) -> bool:
             "cmd.unknown_sub",
             "cmd.cycle_needs_sub",
         )
-    arity = {"help": (0, 0), "me": (0, 0), "lang": (1, 1), "view": (1, 2), "cycle": (0, 9)}
+    arity = {
+        "help": (0, 0),
+        "me": (0, 0),
+        "lang": (1, 1),
+        "view": (1, 2),
+        "cycle": (0, 9),
+        "away": (1, 4),
+        "returned": (0, 0),
+    }
     low, high = arity[parsed.name]
     if parsed.name == "view" and "@" not in (parsed.args[0] if parsed.args else ""):
         return False
@@ -105,6 +117,11 @@ def parse_command(text: str) -> Command | CommandError:
     if not tokens:
         return Command("help")
     name = _lookup(tokens[0], COMMANDS)
+    glued = next((w for w in _GLUED if tokens[0].startswith(w) and tokens[0] != w), None)
+    if name is None and glued is not None:
+        # Chinese needs no space: "请假到12月10日" is the command and its date
+        tokens = [glued, tokens[0][len(glued) :], *tokens[1:]]
+        name = _lookup(glued, COMMANDS)
     if name is None:
         return CommandError("cmd.unknown", {"word": tokens[0][:40]})
     rest = tokens[1:]
@@ -136,4 +153,4 @@ def parse_command(text: str) -> Command | CommandError:
         else:
             args.append(token)
         i += 1
-    return Command(name, sub, tuple(args), options)
+    return Command(name, sub, tuple(args), options, raw=normalize(text))

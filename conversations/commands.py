@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations import cycle_service, status_views
 from conversations.answers import normalize, small_number
+from conversations.away import parse_away
 from conversations.command_parser import Command, CommandError, parse_command
 from conversations.engine import Engine
 from conversations.i18n import normalize_locale, t
@@ -265,6 +266,23 @@ async def _view(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
     ]
 
 
+async def _away(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    if [a.lower() for a in cmd.args] in (["off"], ["clear"], ["none"]):
+        return await _returned(ctx, cmd)
+    today = utcnow().astimezone(ZoneInfo(ctx.person.timezone)).date()
+    # "away 12-10" and "请假 12月10日" read as "until": the lead words are optional here
+    until = parse_away(cmd.raw, today=today) or parse_away(f"away until {' '.join(cmd.args)}", today=today)
+    if until is None:
+        return ctx.say("cmd.away_usage", Tone.ERROR, value=" ".join(cmd.args)[:40])
+    await people.set_away_until(ctx.session, person_id=ctx.person.id, until=until)
+    return ctx.say("cmd.away_set", Tone.SUCCESS, date=until.isoformat())
+
+
+async def _returned(ctx: CommandContext, _: Command) -> list[Outgoing]:
+    await people.set_away_until(ctx.session, person_id=ctx.person.id, until=None)
+    return ctx.say("cmd.away_cleared", Tone.SUCCESS)
+
+
 HANDLERS: dict[str, Handler] = {
     "help": _help,
     "cycle.start": _cycle_start,
@@ -274,4 +292,6 @@ HANDLERS: dict[str, Handler] = {
     "me": _me,
     "lang": _lang,
     "view": _view,
+    "away": _away,
+    "returned": _returned,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import bindparam, func, literal, select, tuple_, union_all, update
@@ -223,3 +224,8 @@ async def remember_identity(
         .on_conflict_do_nothing()
     )
     await session.execute(stmt)
+
+
+async def set_away_until(session: AsyncSession, *, person_id: int, until: date | None) -> None:
+    """Record the last day of a person's leave (None: they are back)."""
+    await session.execute(update(P).where(P.c.id == person_id).values(away_until=until, updated_at=utcnow()))

@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from pydantic import ValidationError
 
+from conversations.away import parse_away
 from scheduler.calendars import QuietHours, WorkCalendar
-from scheduler.schedule import Rule, deliver_at, fire_date, fire_time, local_to_utc, parse_away
+from scheduler.schedule import Rule, deliver_at, fire_date, fire_time, local_to_utc
 
 WEEKLY = Rule(kind="last_workday_of_week", at=time(16, 0))
 MONTHLY = Rule(kind="last_workday_of_month", at=time(10, 0))
