@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.delivery import Delivery
 from bot.forms import FormService
+from bot.health import Metrics, add_health_routes, start_health
 from bot.platforms.base import IncomingEvent, Platform
 from bot.rate_limits import RateLimiter
 from bot.router import Router
@@ -38,15 +39,21 @@ class App:
         )
         self.platforms = platforms
         forms = FormService(self.db, self.engine)
+        self.metrics = Metrics()
         for platform in platforms.values():
-            platform.forms = forms
+            platform.forms, platform.metrics = forms, self.metrics
+            platform.extra_routes = lambda web_app: add_health_routes(web_app, self.db, self.metrics)
         chat = (("slack", settings.slack), ("feishu", settings.feishu), ("dingtalk", settings.dingtalk))
         limiter = RateLimiter(
             per_platform={name: section.rate_per_s for name, section in chat},
             per_recipient={name: section.per_recipient_per_s for name, section in chat},
         )
         self.delivery = Delivery(
-            self.db, platforms, limiter=limiter, concurrency=settings.delivery_concurrency
+            self.db,
+            platforms,
+            limiter=limiter,
+            concurrency=settings.delivery_concurrency,
+            metrics=self.metrics,
         )
 
     async def start(self) -> None:
@@ -95,7 +102,14 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal_number, stop.set)
     await app.start()
+    # Slack's HTTP mode already serves the port (with these routes added); otherwise serve them here
+    serving_http = any(getattr(p, "http_address", None) for p in app.platforms.values())
+    health = None
+    if not serving_http:
+        health = await start_health(app.db, app.metrics, host=settings.http_host, port=settings.http_port)
     try:
         await app.delivery.run(stop)
     finally:
+        if health is not None:
+            await health.cleanup()
         await app.stop()

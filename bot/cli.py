@@ -165,5 +165,11 @@ def demo(scripted: bool, keep: bool) -> None:
     sys.exit(asyncio.run(run_demo(scripted=scripted, keep=keep)))
 
 
+# ---- cadence outbox: dead letters (the commands live in bot/outbox_cli.py) ----------------------
+from bot.outbox_cli import outbox  # noqa: E402  (imports this module's _settings lazily)
+
+main.add_command(outbox)
+
+
 if __name__ == "__main__":
     main()

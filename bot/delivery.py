@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.health import Metrics
 from bot.platforms.base import Platform, SendError
 from bot.rate_limits import RateLimiter
 from conversations.messages import Message
@@ -46,8 +47,10 @@ class Delivery:
         *,
         limiter: RateLimiter | None = None,
         concurrency: int = 16,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.platforms = db, platforms
+        self.metrics = metrics or Metrics()
         self.limiter = limiter or RateLimiter(per_platform={}, per_recipient={})
         self._slots = asyncio.Semaphore(concurrency)
         self._kick = asyncio.Event()
@@ -62,8 +65,10 @@ class Delivery:
                 session, platforms=list(self.platforms), limit=limit, lease_until=lease_until
             )
             stale = await outbox.obsolete_ids(session, rows=claimed)
-            for row_id in stale:
-                await outbox.mark(session, outbox_id=row_id, status="obsolete")
+            for row in claimed:
+                if row.id in stale:
+                    await outbox.mark(session, outbox_id=row.id, status="obsolete")
+                    self.metrics.sent(row.platform, "obsolete")
         return [r for r in claimed if r.id not in stale]
 
     async def drain_once(self, *, limit: int = 100) -> int:
@@ -162,6 +167,7 @@ class Delivery:
         return found
 
     async def _record(self, row: OutboxRow, lease_until: datetime, **outcome: Any) -> None:
+        self.metrics.sent(row.platform, {"pending": "retry"}.get(outcome["status"], outcome["status"]))
         async with self.db.sessions() as session, session.begin():
             if not await outbox.mark(session, outbox_id=row.id, lease_until=lease_until, **outcome):
                 log.warning(

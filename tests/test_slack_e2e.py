@@ -125,6 +125,12 @@ async def test_a_rate_limited_post_arrives_later_exactly_once(slack: SlackRig) -
     await slack.app.delivery.drain()
     shown = slack.fake.messages_to(slack.users[HR])
     assert len(shown) == 1 and "节拍" in shown[0]["text"]
+    # and /metrics tells the operator about it
+    scraped = slack.app.metrics.render(depth={})
+    assert 'cadence_http_429_total{platform="slack"} 1' in scraped
+    assert 'cadence_sends_total{platform="slack",outcome="retry"} 1' in scraped
+    assert 'cadence_sends_total{platform="slack",outcome="sent"} 1' in scraped
+    assert "cadence_ack_latency_seconds_count 1" in scraped
 
 
 async def test_the_manager_sees_the_answers_given_in_slack(slack: SlackRig) -> None:

@@ -91,8 +91,12 @@ class Platform(ABC):
     """A chat platform adapter: receive events, send and update messages."""
 
     name: str
-    # set by the composition root for platforms that can show forms (bot.forms.FormService)
+    # set by the composition root: form look-ups (bot.forms.FormService) for platforms with forms,
+    # and the process's counters (bot.health.Metrics)
     forms: Any = None
+    metrics: Any = None
+    # set by the composition root: extra routes for a platform that serves HTTP itself
+    extra_routes: Any = None
 
     @abstractmethod
     async def start(self, on_event: EventHandler) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from typing import Any
 
 from aiohttp import ClientError, web
@@ -96,7 +97,11 @@ class SlackPlatform(Platform):
         app = self.build_app(on_event)
         if self.settings.http_mode:
             self._http = await start_http(
-                app, host=self.http_host, port=self.http_port, signing_secret=self.settings.signing_secret
+                app,
+                host=self.http_host,
+                port=self.http_port,
+                signing_secret=self.settings.signing_secret,
+                extra_routes=self.extra_routes,
             )
             return
         self._handler = AsyncSocketModeHandler(app, self.settings.app_token)
@@ -125,9 +130,12 @@ class SlackPlatform(Platform):
         """
         assert self._on_event is not None
         journaled = asyncio.Event()
+        received = time.monotonic()
 
         async def acknowledge() -> None:
             journaled.set()
+            if self.metrics is not None:
+                self.metrics.acked(time.monotonic() - received)
 
         work = asyncio.create_task(self._on_event(event, acknowledge=acknowledge))
         self._working.add(work)
@@ -283,7 +291,7 @@ class SlackPlatform(Platform):
                 channel=channel, text=fallback_text(message), blocks=blocks(message)
             )
         except SlackApiError as exc:
-            raise _send_error(exc) from exc
+            raise self._send_error(exc) from exc
         except (ClientError, TimeoutError) as exc:
             raise SendError(f"Slack unreachable: {exc}") from exc
         return f"{channel}|{posted['ts']}"
@@ -292,7 +300,7 @@ class SlackPlatform(Platform):
         try:
             await self.client.views_publish(user_id=user, view={"type": "home", "blocks": blocks(message)})
         except SlackApiError as exc:
-            raise _send_error(exc) from exc
+            raise self._send_error(exc) from exc
         except (ClientError, TimeoutError) as exc:
             raise SendError(f"Slack unreachable: {exc}") from exc
         return "home"
@@ -315,9 +323,14 @@ class SlackPlatform(Platform):
                 channel=channel, ts=ts, text=fallback_text(message), blocks=blocks(message)
             )
         except SlackApiError as exc:
-            raise _send_error(exc) from exc
+            raise self._send_error(exc) from exc
         except (ClientError, TimeoutError) as exc:
             raise SendError(f"Slack unreachable: {exc}") from exc
+
+    def _send_error(self, exc: SlackApiError) -> SendError:
+        if exc.response.status_code == 429 and self.metrics is not None:
+            self.metrics.rate_limited(self.name)
+        return send_error(exc)
 
     async def lookup(self, email: str) -> str | None:
         """The Slack user id for an email (users.lookupByEmail), or None if Slack has no such user."""
@@ -326,7 +339,7 @@ class SlackPlatform(Platform):
         except SlackApiError as exc:
             if slack_error(exc) == "users_not_found":
                 return None
-            raise _send_error(exc) from exc
+            raise self._send_error(exc) from exc
         return str(found["user"]["id"])
 
 
@@ -338,7 +351,7 @@ def slack_error(exc: SlackApiError) -> str:
     return f"HTTP {exc.response.status_code}"
 
 
-def _send_error(exc: SlackApiError) -> SendError:
+def send_error(exc: SlackApiError) -> SendError:
     """A Slack API error as the delivery worker understands it: when to retry, or never."""
     error = slack_error(exc)
     if exc.response.status_code == 429:

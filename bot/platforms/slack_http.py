@@ -156,12 +156,16 @@ async def start_http(
     port: int,
     signing_secret: str,
     max_body: int = MAX_BODY_BYTES,
+    extra_routes: Callable[[web.Application], None] | None = None,
 ) -> web.AppRunner:
-    """Serve ``app`` on ``host:port`` (0 picks a free port: see ``bound_port``); ``cleanup()`` stops it."""
-    runner = web.AppRunner(
-        slack_routes(app, signing_secret=signing_secret, max_body=max_body),
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
-    )
+    """Serve ``app`` on ``host:port`` (0 picks a free port: see ``bound_port``); ``cleanup()`` stops it.
+
+    ``extra_routes`` adds Cadence's own routes (/healthz, /metrics) to the same port.
+    """
+    routes = slack_routes(app, signing_secret=signing_secret, max_body=max_body)
+    if extra_routes is not None:
+        extra_routes(routes)
+    runner = web.AppRunner(routes, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
