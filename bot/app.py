@@ -17,6 +17,7 @@ from bot.router import Router
 from bot.settings import Settings
 from conversations.engine import Engine
 from conversations.ritual_loader import load_catalog
+from storage.clock import utcnow
 from storage.engine import Database
 from storage.migrate import upgrade
 
@@ -47,6 +48,9 @@ class App:
         limiter = RateLimiter(
             per_platform={name: section.rate_per_s for name, section in chat},
             per_recipient={name: section.per_recipient_per_s for name, section in chat},
+            # the same clock as the outbox's due times, so a Retry-After pause and the row's retry
+            # time end together (and tests that move the clock move both)
+            clock=lambda: utcnow().timestamp(),
         )
         self.delivery = Delivery(
             self.db,
