@@ -3,7 +3,6 @@ start a console chat, and clear errors for bad settings."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from click.testing import CliRunner, Result
 from bot import settings as settings_module
 from bot.cli import main
 from conversations.i18n import t
+from tests.cli_env import isolate
 from tests.harness import SAMPLE_ORG
 
 BROKEN_ORG = """\
@@ -26,16 +26,7 @@ li.lei@example.com,李雷,chen.jie@example.com,Engineering,Engineer,Mars/Olympus
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """A working directory of its own (no .env), no platform settings from the machine, fresh settings."""
-    for name in list(os.environ):
-        upper = name.upper()
-        if upper.startswith(("SLACK_", "FEISHU_", "DINGTALK_", "JIRA_")) or upper in (
-            "DATABASE_URL",
-            "DEFAULT_LOCALE",
-            "RITUALS_DIR",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    settings_module.get_settings.cache_clear()
+    isolate(monkeypatch, tmp_path)
     yield tmp_path
     settings_module.get_settings.cache_clear()
 

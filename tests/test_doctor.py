@@ -7,7 +7,6 @@ itself, so the fake serves from an event loop of its own on a background thread.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -22,7 +21,8 @@ from bot.cli import main
 from bot.doctor import required_slack_scopes, run_checks
 from bot.settings import Settings, SlackSettings
 from conversations.i18n import t
-from tests.fakes.slack import DEFAULT_SCOPES, PROXY_ENV_VARS, SlackFake
+from tests.cli_env import isolate
+from tests.fakes.slack import DEFAULT_SCOPES, SlackFake
 from tests.harness import test_settings as settings_for
 from tests.slack_rig import APP_TOKEN, BOT_TOKEN
 
@@ -54,19 +54,7 @@ class ThreadedFake:
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """No .env, no platform or proxy settings from the machine, settings read anew."""
-    for name in list(os.environ):
-        upper = name.upper()
-        if upper.startswith(("SLACK_", "FEISHU_", "DINGTALK_", "JIRA_")) or upper in (
-            "DATABASE_URL",
-            "DEFAULT_LOCALE",
-            "RITUALS_DIR",
-        ):
-            monkeypatch.delenv(name)
-    # slack_sdk takes proxies from the environment and ignores NO_PROXY: the fake is on loopback
-    for name in PROXY_ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    settings_module.get_settings.cache_clear()
+    isolate(monkeypatch, tmp_path)
     yield tmp_path
     settings_module.get_settings.cache_clear()
 

@@ -5,7 +5,6 @@ row of every retry, and a message a real App could not deliver arriving once it 
 from __future__ import annotations
 
 import asyncio
-import os
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from storage import audit, outbox
 from storage.dead_letters import count_by_status, list_dead, requeue
 from storage.engine import Database
 from storage.models import AuditLog, Outbox, Person
+from tests.cli_env import isolate
 from tests.harness import HR, SAMPLE_ORG
 from tests.harness import test_settings as settings_for
 from tests.test_outbox_delivery import FakePlatform
@@ -34,15 +34,7 @@ from tests.test_outbox_delivery import FakePlatform
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """No settings from the machine or a .env; settings read afresh by each command."""
-    for name in list(os.environ):
-        if name.upper().startswith(("SLACK_", "FEISHU_", "DINGTALK_", "JIRA_")) or name.upper() in (
-            "DATABASE_URL",
-            "DEFAULT_LOCALE",
-            "RITUALS_DIR",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    settings_module.get_settings.cache_clear()
+    isolate(monkeypatch, tmp_path)
     yield tmp_path
     settings_module.get_settings.cache_clear()
 
