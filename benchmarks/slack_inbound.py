@@ -266,7 +266,14 @@ def settings_for(url: str, fake: SlackFake) -> Settings:
         _env_file=None,
         database_url=url,
         log_level="WARNING",
-        slack=SlackSettings(enabled=True, bot_token=BOT_TOKEN, app_token=APP_TOKEN, api_url=fake.base_url),
+        # no pacing: this measures Cadence, not Slack's one-message-a-second-per-channel rule
+        slack=SlackSettings(
+            enabled=True,
+            bot_token=BOT_TOKEN,
+            app_token=APP_TOKEN,
+            api_url=fake.base_url,
+            per_recipient_per_s=None,
+        ),
         feishu=FeishuSettings(),
         dingtalk=DingtalkSettings(),
         jira=JiraSettings(),

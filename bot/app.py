@@ -22,6 +22,7 @@ from storage.engine import Database
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
+SQLITE_SENDERS = 4
 
 
 class App:
@@ -56,9 +57,16 @@ class App:
             self.db,
             platforms,
             limiter=limiter,
-            concurrency=settings.delivery_concurrency,
+            concurrency=self._delivery_concurrency(settings),
             metrics=self.metrics,
         )
+
+    def _delivery_concurrency(self, settings: Settings) -> int:
+        # SQLite has one connection: more senders only queue on it, ahead of the journal writes that
+        # platforms wait on for their acknowledgement (measured: 16 senders tripled the ack p99)
+        if self.db.backend == "sqlite":
+            return min(SQLITE_SENDERS, settings.delivery_concurrency)
+        return settings.delivery_concurrency
 
     async def start(self) -> None:
         """Migrate, finish what a crash left half-done, then connect the platforms."""

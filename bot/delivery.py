@@ -46,7 +46,7 @@ class Delivery:
         platforms: dict[str, Platform],
         *,
         limiter: RateLimiter | None = None,
-        concurrency: int = 16,
+        concurrency: int = 4,
         metrics: Metrics | None = None,
     ) -> None:
         self.db, self.platforms = db, platforms

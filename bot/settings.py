@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=20_000, ge=1_000)
     snooze_minutes: int = Field(default=120, ge=5)
     # how many recipients the delivery worker sends to at once (each recipient's messages stay in order)
-    delivery_concurrency: int = Field(default=16, ge=1, le=256)
+    delivery_concurrency: int = Field(default=4, ge=1, le=256)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     slack: SlackSettings = SlackSettings()
