@@ -193,11 +193,3 @@ async def start_health(
         await runner.cleanup()
         raise
     return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The TCP port ``runner`` listens on (useful after asking for port 0)."""
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    raise RuntimeError("the health runner is not listening on a TCP port")

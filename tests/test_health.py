@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 from sqlmodel import col, select
 
-from bot.health import CONTENT_TYPE, Metrics, bound_port, health_routes, start_health
+from bot.health import CONTENT_TYPE, Metrics, health_routes, start_health
+from bot.http_runner import bound_port
 from storage import outbox
 from storage.engine import Database
 from storage.models import Outbox

@@ -27,10 +27,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.http_runner import bound_port
 from bot.platforms import slack_http
 from bot.platforms.base import IncomingEvent
 from bot.platforms.slack import SlackPlatform
-from bot.platforms.slack_http import bound_port, slack_routes, start_http
+from bot.platforms.slack_http import slack_routes, start_http
 from bot.settings import SlackSettings
 from tests.fakes.slack import PROXY_ENV_VARS, SlackFake
 

@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.http_runner import bound_port
 from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
 from bot.platforms.slack_blocks import (
     FORM_ACTION,
@@ -30,7 +31,7 @@ from bot.platforms.slack_blocks import (
     modal,
     submitted_answers,
 )
-from bot.platforms.slack_http import bound_port, start_http
+from bot.platforms.slack_http import start_http
 from bot.settings import SlackSettings
 from conversations.messages import Message
 

@@ -174,11 +174,3 @@ async def start_http(
         raise
     log.info("Slack HTTP mode listening on %s", ", ".join(f"{h}:{p}" for h, p, *_ in runner.addresses))
     return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The port a runner from ``start_http`` listens on (useful after asking for port 0)."""
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    raise RuntimeError("the Slack HTTP runner is not listening on a TCP port")
