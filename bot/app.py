@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from bot.delivery import Delivery
 from bot.forms import FormService
@@ -17,6 +18,14 @@ from bot.router import Router
 from bot.settings import Settings
 from conversations.engine import Engine
 from conversations.ritual_loader import load_catalog
+from scheduler.calendars import QuietHours
+from scheduler.leader import Leadership
+from scheduler.planner import Planner
+from scheduler.reminders import Policy, Reminders
+from scheduler.runner import SchedulerService
+from scheduler.schedules import load_schedules
+from scheduler.starter import Starter
+from scheduler.timing import PersonTiming
 from storage.clock import utcnow
 from storage.engine import Database
 from storage.migrate import upgrade
@@ -32,7 +41,13 @@ class App:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.catalog = load_catalog(settings.rituals_dir)
-        self.engine = Engine(self.catalog, snooze_minutes=settings.snooze_minutes)
+        self.schedules = load_schedules(settings.scheduler.file, catalog=self.catalog)
+        quiet = settings.quiet
+        self.timing = PersonTiming(
+            quiet=QuietHours(start=quiet.start, end=quiet.end, enabled=quiet.enabled),
+            company_days_off=self.schedules.days_off,
+        )
+        self.engine = Engine(self.catalog, snooze_minutes=settings.snooze_minutes, timing=self.timing)
         self.router = Router(
             self.db,
             self.engine,
@@ -59,6 +74,24 @@ class App:
             limiter=limiter,
             concurrency=self._delivery_concurrency(settings),
             metrics=self.metrics,
+        )
+        self.scheduler = self._scheduler(settings)
+
+    def _scheduler(self, settings: Settings) -> SchedulerService:
+        # scheduled prompts go to the first platform switched on (one platform per deployment today)
+        platform = next(iter(self.platforms), "console")
+        config = settings.scheduler
+        planner = Planner(
+            self.db, self.catalog, self.schedules, self.timing, company_timezone=settings.default_timezone
+        )
+        default = Policy(after=timedelta(hours=config.reminder_after_hours), max=config.reminder_max)
+        return SchedulerService(
+            leadership=Leadership(self.db, check_every=config.leader_check_seconds),
+            planner=planner,
+            starter=Starter(self.db, self.engine, self.timing, platform=platform),
+            reminders=Reminders(self.db, self.catalog, self.timing, platform=platform, default=default),
+            tick_seconds=config.tick_seconds,
+            on_queued=self.delivery.kick,
         )
 
     def _delivery_concurrency(self, settings: Settings) -> int:
@@ -88,6 +121,7 @@ class App:
 
     async def stop(self) -> None:
         """Disconnect and close the database."""
+        await self.scheduler.stop()
         for platform in self.platforms.values():
             await platform.stop()
         await self.db.dispose()
@@ -114,6 +148,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal_number, stop.set)
     await app.start()
+    if settings.scheduler.enabled:
+        app.scheduler.start()
     # Slack's HTTP mode already serves the port (with these routes added); otherwise serve them here
     serving_http = any(getattr(p, "http_address", None) for p in app.platforms.values())
     health = None

@@ -29,7 +29,10 @@ from storage.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
-MAX_ATTEMPTS = 6
+# failures before a row is given up on (about 17 minutes of backoff); a 429 is the platform saying
+# "later", not a failure, so rate-limited attempts may go on much longer
+MAX_ATTEMPTS = 8
+MAX_RATE_LIMITED_ATTEMPTS = 100
 
 
 def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:
@@ -125,6 +128,17 @@ class Delivery:
             await self._record(row, lease_until, status="dead", error="no identity on this platform")
             return None
         platform = self.platforms[row.platform]
+        if row.in_doubt and not earlier:
+            # sent before, but whether it arrived is unknown: ask instead of risking a duplicate
+            try:
+                found = await platform.find_sent(recipient, row.idempotency_key)
+            except SendError as exc:
+                return await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
+            if found is not None:
+                await self._record(
+                    row, lease_until, status="sent", platform_message_id=found, outcome="found"
+                )
+                return None
         await self.limiter.acquire(row.platform, recipient, new_message=not earlier)
         try:
             if earlier:
@@ -135,10 +149,13 @@ class Delivery:
         except SendError as exc:
             if exc.retry_after is not None:
                 self.limiter.pause(row.platform, exc.retry_after)
-            return await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
+            return await self._failed(
+                row, lease_until, exc, exc.retry_after, exc.permanent, in_doubt=exc.in_doubt
+            )
         except Exception as exc:  # a bug or a network fault: retried, and recorded on the row
             log.exception("sending outbox row %s failed", row.id)
-            return await self._failed(row, lease_until, exc, None, False)
+            # it is unknown how far the send got: check before the next attempt
+            return await self._failed(row, lease_until, exc, None, False, in_doubt=True)
         await self._record(row, lease_until, status="sent", platform_message_id=message_id)
         return None
 
@@ -166,10 +183,13 @@ class Delivery:
                 )
         return found
 
-    async def _record(self, row: OutboxRow, lease_until: datetime, **outcome: Any) -> None:
-        self.metrics.sent(row.platform, {"pending": "retry"}.get(outcome["status"], outcome["status"]))
+    async def _record(
+        self, row: OutboxRow, lease_until: datetime, *, outcome: str | None = None, **result: Any
+    ) -> None:
+        status = result["status"]
+        self.metrics.sent(row.platform, outcome or {"pending": "retry"}.get(status, status))
         async with self.db.sessions() as session, session.begin():
-            if not await outbox.mark(session, outbox_id=row.id, lease_until=lease_until, **outcome):
+            if not await outbox.mark(session, outbox_id=row.id, lease_until=lease_until, **result):
                 log.warning(
                     "outbox row %s was taken over by another sender before its result was recorded", row.id
                 )
@@ -181,13 +201,18 @@ class Delivery:
         exc: Exception,
         retry_after: float | None,
         permanent: bool,
+        *,
+        in_doubt: bool = False,
     ) -> datetime | None:
-        if permanent or row.attempts + 1 >= MAX_ATTEMPTS:
-            await self._record(row, lease_until, status="dead", error=str(exc))
+        limit = MAX_RATE_LIMITED_ATTEMPTS if retry_after is not None else MAX_ATTEMPTS
+        if permanent or row.attempts + 1 >= limit:
+            await self._record(row, lease_until, status="dead", error=str(exc), in_doubt=in_doubt)
             return None
         delay = retry_after if retry_after is not None else backoff(row.attempts)
         retry_at = utcnow() + timedelta(seconds=delay)
-        await self._record(row, lease_until, status="pending", error=str(exc), retry_at=retry_at)
+        await self._record(
+            row, lease_until, status="pending", error=str(exc), retry_at=retry_at, in_doubt=in_doubt
+        )
         return retry_at
 
     async def run(self, stop: asyncio.Event, *, tick: float = 1.0) -> None:

@@ -16,7 +16,14 @@ from pathlib import Path
 from bot.app import App
 from bot.console_chat import ConsoleSession, repl
 from bot.platforms.console import ConsolePlatform
-from bot.settings import DingtalkSettings, FeishuSettings, JiraSettings, Settings, SlackSettings
+from bot.settings import (
+    DingtalkSettings,
+    FeishuSettings,
+    JiraSettings,
+    QuietSettings,
+    Settings,
+    SlackSettings,
+)
 from conversations.i18n import t
 from conversations.org_service import import_org_file
 from storage import assignments, audit, cycles, people
@@ -86,6 +93,9 @@ def demo_settings(folder: Path) -> Settings:
         feishu=FeishuSettings(),
         dingtalk=DingtalkSettings(),
         jira=JiraSettings(),
+        # the sample org spans Shanghai and Los Angeles, whose daytimes never overlap: with quiet
+        # hours on, half the demo's people would get their check-in tomorrow
+        quiet=QuietSettings(enabled=False),
     )
 
 

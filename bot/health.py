@@ -25,7 +25,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # platforms want an acknowledgement within about 3 s: the buckets are finest below that
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 # suggested ``outcome`` values for ``Metrics.sent``; any short string is accepted
-OUTCOMES = ("sent", "retry", "dead", "obsolete")
+# "found": an in-doubt message the platform turned out to have already (not sent again)
+OUTCOMES = ("sent", "found", "retry", "dead", "obsolete")
 
 
 def _escape(value: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +20,7 @@ from conversations.commands import CommandContext, run_command
 from conversations.engine import Engine
 from conversations.i18n import t
 from conversations.messages import Action, Message, Tone
-from conversations.outgoing import Outgoing, PersonContext, Replies
+from conversations.outgoing import Outgoing, PersonContext, Replies, outbox_rows
 from conversations.status_views import home
 from storage import journal, outbox, people
 from storage.assignments import StaleStateError, holding_conversation
@@ -29,24 +28,6 @@ from storage.engine import Database
 
 log = logging.getLogger(__name__)
 _ATTEMPTS = 3
-
-
-def outbox_rows(out: list[Outgoing], *, platform: str) -> list[dict[str, Any]]:
-    """Outbox rows for what the engine and commands produced."""
-    return [
-        {
-            "idempotency_key": o.key,
-            "person_id": o.person_id,
-            "platform": platform,
-            "kind": o.kind,
-            "payload": o.message.model_dump(mode="json"),
-            "assignment_id": o.assignment_id,
-            "assignment_version": o.assignment_version,
-            "due_at": o.due_at,
-            "recipient": o.recipient,
-        }
-        for o in out
-    ]
 
 
 class Router:

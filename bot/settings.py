@@ -7,6 +7,7 @@ Read once through ``get_settings()``; nothing is read at import.
 from __future__ import annotations
 
 import re
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal, Self
@@ -118,6 +119,33 @@ class JiraSettings(_Section):
     secret_fields = ("base_url", "api_token")
 
 
+class QuietSettings(BaseModel):
+    """Local hours in which nobody is messaged (``QUIET_START``/``QUIET_END``; ``QUIET_ENABLED=false``)."""
+
+    enabled: bool = True
+    start: time = time(20, 0)
+    end: time = time(9, 0)
+
+
+class SchedulerSettings(BaseModel):
+    """The planner, reminders and leader election (``SCHEDULER_*``)."""
+
+    enabled: bool = True
+    # a schedules YAML file; empty uses the built-in scheduler/schedules.yaml
+    file: Path | None = None
+    tick_seconds: float = Field(default=15.0, ge=1.0, le=300.0)
+    # how often a follower tries to become leader: a dead leader is replaced within about this long
+    leader_check_seconds: float = Field(default=5.0, ge=0.5, le=25.0)
+    # nudges for cycles started by HR (scheduled ones take their schedule's)
+    reminder_after_hours: float = Field(default=24.0, gt=0)
+    reminder_max: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _blank_is_builtin(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class Settings(BaseSettings):
     """Everything Cadence reads from its environment; see .env.example for each setting."""
 
@@ -140,6 +168,8 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(default=4, ge=1, le=256)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    quiet: QuietSettings = QuietSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     slack: SlackSettings = SlackSettings()
     feishu: FeishuSettings = FeishuSettings()
     dingtalk: DingtalkSettings = DingtalkSettings()

@@ -137,11 +137,12 @@ async def _cycle_start(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
     )
     due_text = local_date(cycle.due_at or due_at, ctx.person.timezone)
     key = "cmd.started" if result.created else "cmd.extended"
-    reply = ctx.say(
+    locale = ctx.person.locale
+    text = t(
         key,
-        Tone.SUCCESS,
+        locale,
         id=cycle.id,
-        title=ritual.title.get(ctx.person.locale),
+        title=ritual.title.get(locale),
         period=cycle.period,
         added=result.added,
         already=result.already,
@@ -149,6 +150,10 @@ async def _cycle_start(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
         queued=result.queued,
         due=due_text,
     )
+    if result.deferred_until is not None:
+        until = result.deferred_until.astimezone(ZoneInfo(ctx.person.timezone)).strftime("%Y-%m-%d %H:%M")
+        text += "\n" + t("cmd.deferred", locale, count=result.deferred, until=until)
+    reply = [ctx.replies(Message(text=text, tone=Tone.SUCCESS))]
     return result.out + reply
 
 

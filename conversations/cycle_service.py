@@ -15,6 +15,7 @@ from conversations.periods import local_date
 from conversations.ritual_loader import digest
 from conversations.ritual_model import Ritual
 from storage import assignments, cycles, people
+from storage.clock import utcnow
 from storage.models import Cycle
 
 
@@ -37,6 +38,9 @@ class StartResult:
     started: int
     queued: int
     out: list[Outgoing]
+    # people in quiet hours or on leave: their part starts at their next allowed moment
+    deferred: int = 0
+    deferred_until: datetime | None = None
 
 
 async def start_cycle(
@@ -69,16 +73,29 @@ async def start_cycle(
         raise CycleClosedError(cycle)
     result = StartResult(cycle, created, 0, 0, 0, 0, [])
     first_part = ritual.parts[0].id
+    now = utcnow()
     for person_id in people_ids:
+        person = await people.by_id(session, person_id=person_id)
+        assert person is not None
+        # HR chose the moment, so weekends count; quiet hours and leave still hold it back
+        allowed = engine.timing.allowed_from(person, now, workdays=False)
+        starts_at = allowed if allowed > now else None
         new = await assignments.create_assignment(
-            session, cycle_id=cycle.id, person_id=person_id, subject_id=person_id, part=first_part
+            session,
+            cycle_id=cycle.id,
+            person_id=person_id,
+            subject_id=person_id,
+            part=first_part,
+            starts_at=starts_at,
         )
         if new is None:
             result.already += 1
             continue
         result.added += 1
-        person = await people.by_id(session, person_id=person_id)
-        assert person is not None
+        if starts_at is not None:
+            result.deferred += 1
+            result.deferred_until = max(result.deferred_until or starts_at, starts_at)
+            continue
         opened = await engine.start_next(session, person=person, key_prefix=f"c{cycle.id}:p{person_id}")
         if opened:
             result.started += 1

@@ -21,6 +21,7 @@ from conversations.outgoing import Outgoing, PersonContext, Replies
 from conversations.prompts import EDIT, RESUME, SUMMARY
 from conversations.ritual_loader import RitualCatalog
 from conversations.ritual_model import Part, Ritual, Step
+from conversations.timing import ANYTIME, Timing
 from storage import assignments as store
 from storage import audit, people
 from storage.assignments import ConversationRow
@@ -31,9 +32,13 @@ from storage.cycles import ritual_body
 class Engine:
     """Runs ritual conversations; platform-free, stateless between calls except for caches."""
 
-    def __init__(self, catalog: RitualCatalog, *, snooze_minutes: int = 120) -> None:
+    def __init__(
+        self, catalog: RitualCatalog, *, snooze_minutes: int = 120, timing: Timing = ANYTIME
+    ) -> None:
         self.catalog = catalog
         self.snooze_minutes = snooze_minutes
+        # quiet hours, calendars and leave: supplied by the scheduler through the composition root
+        self.timing = timing
         self._rituals: dict[int, Ritual] = {}
 
     async def ritual(self, session: AsyncSession, ritual_id: int) -> Ritual:

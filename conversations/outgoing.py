@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from conversations.messages import Message
 from storage.people import PersonRow
@@ -46,3 +47,21 @@ class Replies:
                 update={"ephemeral": True, "meta": {**message.meta, "reply_to": self._reply_to}}
             )
         return Outgoing(self._person_id, f"{self._prefix}:r{self._n}", message)
+
+
+def outbox_rows(out: list[Outgoing], *, platform: str) -> list[dict[str, Any]]:
+    """Outbox rows for what the engine and commands produced."""
+    return [
+        {
+            "idempotency_key": o.key,
+            "person_id": o.person_id,
+            "platform": platform,
+            "kind": o.kind,
+            "payload": o.message.model_dump(mode="json"),
+            "assignment_id": o.assignment_id,
+            "assignment_version": o.assignment_version,
+            "due_at": o.due_at,
+            "recipient": o.recipient,
+        }
+        for o in out
+    ]

@@ -29,7 +29,7 @@ class RitualFileError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-def _node_at(node: yaml.Node, loc: Iterable[Any]) -> yaml.Node:
+def node_at(node: yaml.Node, loc: Iterable[Any]) -> yaml.Node:
     """The deepest YAML node along a pydantic error location (for its line number)."""
     for part in loc:
         if isinstance(node, yaml.MappingNode):
@@ -44,13 +44,13 @@ def _node_at(node: yaml.Node, loc: Iterable[Any]) -> yaml.Node:
     return node
 
 
-def _describe(error: Any) -> str:
+def describe_error(error: Any) -> str:
     loc = ".".join(str(p) for p in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{loc}: {message}" if loc else message
 
 
-def _real_errors(exc: ValidationError) -> list[Any]:
+def real_errors(exc: ValidationError) -> list[Any]:
     """The errors worth reporting: an error on a list whose item already failed says nothing new."""
     errors = exc.errors()
     locs = [tuple(e["loc"]) for e in errors]
@@ -103,13 +103,13 @@ def parse_ritual(text: str, path: Path) -> Ritual:
     try:
         return Ritual.model_validate(data)
     except ValidationError as exc:
-        errors = _real_errors(exc)
+        errors = real_errors(exc)
         first = errors[0]
         loc = list(first["loc"])
         if shorthand and loc[:2] == ["parts", 0]:
             loc = loc[2:]
-        node = _node_at(root, loc)
-        problem = _describe({**first, "loc": loc})
+        node = node_at(root, loc)
+        problem = describe_error({**first, "loc": loc})
         more = len(errors) - 1
         if more:
             problem += f" (and {more} more problem{'s' if more > 1 else ''})"

@@ -130,23 +130,30 @@ def deliver_at(
     calendar: WorkCalendar,
     quiet: QuietHours,
     away_until: date | None,
+    workdays: bool = True,
 ) -> datetime:
     """The first moment (UTC) at or after ``when_utc`` that a prompt may reach this person.
 
     Someone away gets it on the first workday after ``away_until`` at the same local time as it was due
     (the rule's time). A day that is not a workday moves to the next workday, same local time. A time in
     quiet hours moves to where they end, and if that is not a workday, to the next workday's quiet end.
+    With ``workdays=False`` (HR starting a cycle by hand) only leave and quiet hours move it.
     """
     if when_utc.tzinfo is None:
         raise ValueError("when_utc must be timezone-aware")
     wall = when_utc.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
     original = wall
-    if away_until is not None and wall.date() <= away_until:
+    back_from_leave = away_until is not None and wall.date() <= away_until
+    if away_until is not None and back_from_leave:
         wall = datetime.combine(away_until + timedelta(days=1), wall.time())
-    wall = _on_workday(wall, calendar)
+    if workdays or back_from_leave:
+        # the first day back is a workday: nobody returns from leave on a Sunday
+        wall = _on_workday(wall, calendar)
     if quiet.contains(wall):
         # quiet hours end outside quiet hours, so one more move to a workday (same time) settles it
-        wall = _on_workday(quiet.next_allowed(wall), calendar)
+        wall = quiet.next_allowed(wall)
+        if workdays or back_from_leave:
+            wall = _on_workday(wall, calendar)
     # unchanged: keep the exact instant (a fall-back repeat hour would otherwise map to its first copy)
     return when_utc.astimezone(UTC) if wall == original else local_to_utc(wall, tz)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
@@ -112,8 +112,9 @@ async def get_conversation(session: AsyncSession, *, assignment_id: int) -> Conv
 
 
 async def next_pending(session: AsyncSession, *, person_id: int) -> ConversationRow | None:
-    """The oldest assignment waiting in the person's queue, in an open cycle, if their slot is free."""
-    row = (await run(session, _NEXT_PENDING, {"person_id": person_id})).first()
+    """The oldest assignment waiting in the person's queue whose start time has come, in an open cycle,
+    if their slot is free."""
+    row = (await run(session, _NEXT_PENDING, {"person_id": person_id, "now": utcnow()})).first()
     return _row(row) if row else None
 
 
@@ -127,6 +128,8 @@ _NEXT_PENDING = Prepared(
             A.c.person_id == bindparam("person_id"),
             A.c.status == "pending",
             C.c.status == "open",
+            # one planned for later (the person's local fire time, after quiet hours or leave) waits
+            or_(A.c.starts_at.is_(None), A.c.starts_at <= bindparam("now", type_=A.c.starts_at.type)),
             ~select(_HOLDER.c.id)
             .where(_HOLDER.c.person_id == A.c.person_id, _HOLDER.c.status.in_(HOLDING))
             .exists(),
@@ -230,9 +233,16 @@ _ANSWERS = Prepared(
 
 
 async def create_assignment(
-    session: AsyncSession, *, cycle_id: int, person_id: int, subject_id: int, part: str
+    session: AsyncSession,
+    *,
+    cycle_id: int,
+    person_id: int,
+    subject_id: int,
+    part: str,
+    starts_at: datetime | None = None,
 ) -> int | None:
-    """A new pending assignment; None if this person already has this part in this cycle."""
+    """A new pending assignment (not started before ``starts_at``); None if this person already has
+    this part in this cycle."""
     stmt = (
         insert_for(session, A)
         .values(
@@ -245,11 +255,44 @@ async def create_assignment(
             version=0,
             reminders_sent=0,
             created_at=utcnow(),
+            starts_at=starts_at,
         )
         .on_conflict_do_nothing(index_elements=["cycle_id", "person_id", "subject_id", "part"])
         .returning(A.c.id)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+_CREATE_MANY = Prepared(
+    lambda dialect: dialect_insert(dialect, A).on_conflict_do_nothing(
+        index_elements=["cycle_id", "person_id", "subject_id", "part"]
+    )
+)
+
+
+async def create_many(
+    session: AsyncSession, *, cycle_id: int, part: str, starts: dict[int, datetime | None]
+) -> None:
+    """Pending self-assignments for many people at once (the planner's fan-out), each with its own
+    start time; people who already have this part in this cycle are left alone."""
+    now = utcnow()
+    rows = [
+        {
+            "cycle_id": cycle_id,
+            "person_id": person_id,
+            "subject_id": person_id,
+            "part": part,
+            "status": "pending",
+            "return_to_summary": False,
+            "version": 0,
+            "reminders_sent": 0,
+            "created_at": now,
+            "starts_at": starts_at,
+        }
+        for person_id, starts_at in starts.items()
+    ]
+    if rows:
+        await run(session, _CREATE_MANY, rows)
 
 
 async def find_assignment(

@@ -174,3 +174,9 @@ async def count_reminder(session: AsyncSession, *, assignment_id: int) -> int:
     )
     stmt = select(A.c.reminders_sent).where(A.c.id == assignment_id)
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def find_cycle(session: AsyncSession, *, ritual_key: str, period: str) -> Cycle | None:
+    """The cycle of a ritual for a period, if it was ever opened (closed ones too)."""
+    stmt = select(Cycle).where(col(Cycle.ritual_key) == ritual_key, col(Cycle.period) == period)
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 from storage.clock import utcnow
@@ -76,6 +76,8 @@ class Cycle(SQLModel, table=True):
     started_by_id: int | None = Field(default=None, foreign_key="person.id")
     created_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None
+    # when managers were told who had not answered by the deadline (once per cycle)
+    digest_sent_at: datetime | None = None
 
 
 class Assignment(SQLModel, table=True):
@@ -92,6 +94,9 @@ class Assignment(SQLModel, table=True):
             postgresql_where=text("status = 'active'"),
         ),
         Index("ix_assignment_person_status", "person_id", "status"),
+        # the scheduler's two scans: pending work whose start time came, and reminders that are due
+        Index("ix_assignment_status_starts", "status", "starts_at"),
+        Index("ix_assignment_next_reminder", "next_reminder_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     cycle_id: int = Field(foreign_key="cycle.id", index=True)
@@ -104,7 +109,11 @@ class Assignment(SQLModel, table=True):
     return_to_summary: bool = Field(default=False)
     version: int = Field(default=0)
     snoozed_until: datetime | None = None
+    # a pending assignment is not started before this moment (the person's local fire time, moved out
+    # of quiet hours, non-workdays and leave); None means as soon as the person's slot is free
+    starts_at: datetime | None = None
     reminders_sent: int = Field(default=0)
+    next_reminder_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     submitted_at: datetime | None = None
@@ -139,6 +148,9 @@ class Outbox(SQLModel, table=True):
     assignment_version: int | None = None
     status: str = Field(default="pending", max_length=16)
     attempts: int = Field(default=0)
+    # the platform may already have this message (a sender died mid-send, or its answer was lost):
+    # ask the platform before sending it again
+    in_doubt: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     due_at: datetime = Field(default_factory=utcnow)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     platform_message_id: str | None = Field(default=None, max_length=256)

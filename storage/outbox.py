@@ -31,6 +31,7 @@ class OutboxRow:
     assignment_id: int | None
     assignment_version: int | None
     attempts: int
+    in_doubt: bool = False  # the platform may have it already: ask before sending again
 
 
 _ENQUEUE = Prepared(
@@ -51,6 +52,7 @@ async def enqueue(session: AsyncSession, *, rows: list[dict[str, Any]]) -> None:
             "assignment_version": None,
             "status": "pending",
             "attempts": 0,
+            "in_doubt": False,
             "created_at": now,
             **row,
             "due_at": row.get("due_at") or now,
@@ -71,6 +73,7 @@ _ROW_COLUMNS = (
     OUT.c.assignment_id,
     OUT.c.assignment_version,
     OUT.c.attempts,
+    OUT.c.in_doubt,
 )
 
 
@@ -80,7 +83,8 @@ async def claim_due(
     """Take due rows for sending: pending ones, and ``sending`` ones whose sender's lease ran out.
 
     A claimed row is ``sending`` until ``lease_until``; if its process dies mid-send, the row
-    comes due again then. On PostgreSQL rows another worker is claiming are skipped, not waited for.
+    comes due again then, marked in doubt: the platform may have it already. On PostgreSQL rows
+    another worker is claiming are skipped, not waited for.
     """
     now = utcnow()
     due = (
@@ -101,7 +105,8 @@ async def claim_due(
     claimed = (
         update(OUT)
         .where(OUT.c.id.in_(ids))
-        .values(status="sending", due_at=lease_until)
+        # SET reads the row as it was: a row still "sending" is one whose sender died mid-send
+        .values(status="sending", due_at=lease_until, in_doubt=or_(OUT.c.in_doubt, OUT.c.status == "sending"))
         .returning(*_ROW_COLUMNS)
     )
     rows = [OutboxRow(*tuple(r)) for r in (await session.execute(claimed)).all()]
@@ -128,6 +133,7 @@ async def mark(
     error: str | None = None,
     retry_at: datetime | None = None,
     lease_until: datetime | None = None,
+    in_doubt: bool = False,
 ) -> bool:
     """Record what happened to one row: sent, obsolete, failed (to retry at ``retry_at``) or dead.
 
@@ -135,7 +141,11 @@ async def mark(
     """
     values: dict[str, Any] = {"status": status, "attempts": OUT.c.attempts + 1}
     if status == "sent":
-        values.update(sent_at=utcnow(), platform_message_id=platform_message_id, last_error=None)
+        values.update(
+            sent_at=utcnow(), platform_message_id=platform_message_id, last_error=None, in_doubt=False
+        )
+    elif in_doubt:
+        values["in_doubt"] = True
     if error is not None:
         values["last_error"] = error[:2000]
     if retry_at is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, tuple_, union_all, update
+from sqlalchemy import bindparam, func, literal, or_, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
@@ -29,6 +29,8 @@ class PersonRow:
     roles: frozenset[str]
     manager_id: int | None = None
     active: bool = True
+    country: str = ""  # ISO 3166 code: picks the workday calendar
+    away_until: date | None = None  # last day on leave
 
     @property
     def is_hr(self) -> bool:
@@ -45,12 +47,14 @@ _COLUMNS = (
     P.c.roles,
     P.c.manager_id,
     P.c.active,
+    P.c.country,
+    P.c.away_until,
 )
 
 
 def _row(r: tuple[Any, ...]) -> PersonRow:
     roles = frozenset(x.strip() for x in (r[5] or "").split(",") if x.strip())
-    return PersonRow(r[0], r[1], r[2], r[3], r[4], roles, r[6], bool(r[7]))
+    return PersonRow(r[0], r[1], r[2], r[3], r[4], roles, r[6], bool(r[7]), r[8] or "", r[9])
 
 
 async def by_id(session: AsyncSession, *, person_id: int) -> PersonRow | None:
@@ -229,3 +233,26 @@ async def remember_identity(
 async def set_away_until(session: AsyncSession, *, person_id: int, until: date | None) -> None:
     """Record the last day of a person's leave (None: they are back)."""
     await session.execute(update(P).where(P.c.id == person_id).values(away_until=until, updated_at=utcnow()))
+
+
+async def audience(
+    session: AsyncSession, *, departments: list[str] | None = None, emails: list[str] | None = None
+) -> list[PersonRow]:
+    """Active people in any of ``departments`` or ``emails``; everyone active when both are empty."""
+    stmt = select(*_COLUMNS).where(P.c.active.is_(True))
+    if departments or emails:
+        conditions = []
+        if departments:
+            conditions.append(func.lower(P.c.department).in_([d.lower() for d in departments]))
+        if emails:
+            conditions.append(P.c.email.in_([e.strip().lower() for e in emails]))
+        stmt = stmt.where(or_(*conditions))
+    return [_row(tuple(r)) for r in (await session.execute(stmt.order_by(P.c.id))).all()]
+
+
+async def by_ids(session: AsyncSession, *, person_ids: list[int]) -> list[PersonRow]:
+    """Several people by id, in id order (unknown ids are left out)."""
+    if not person_ids:
+        return []
+    stmt = select(*_COLUMNS).where(P.c.id.in_(sorted(set(person_ids)))).order_by(P.c.id)
+    return [_row(tuple(r)) for r in (await session.execute(stmt)).all()]

@@ -15,8 +15,16 @@ from sqlalchemy import text
 
 from bot.app import App
 from bot.platforms.console import ConsolePlatform, Said
-from bot.settings import DingtalkSettings, FeishuSettings, JiraSettings, Settings, SlackSettings
+from bot.settings import (
+    DingtalkSettings,
+    FeishuSettings,
+    JiraSettings,
+    QuietSettings,
+    Settings,
+    SlackSettings,
+)
 from conversations.org_service import import_org_file
+from scheduler.runner import TickResult
 from storage.clock import set_clock
 
 SAMPLE_ORG = Path(__file__).resolve().parents[1] / "examples" / "org.yaml"
@@ -27,7 +35,12 @@ MANAGER = "wang.fang@example.com"
 
 
 def test_settings(db_url: str, **overrides: Any) -> Settings:
-    """Settings for a test process: only the database, nothing from the environment's platforms."""
+    """Settings for a test process: only the database, nothing from the environment's platforms.
+
+    Quiet hours are off unless a test turns them on: the sample org spans Shanghai and Los Angeles,
+    whose daytimes never overlap, and most tests are about the conversation, not the clock.
+    """
+    overrides.setdefault("quiet", QuietSettings(enabled=False))
     return Settings(
         _env_file=None,
         database_url=db_url,
@@ -100,6 +113,14 @@ class Chat:
         """Run the delivery worker until nothing is due."""
         assert self.app is not None
         await self.app.delivery.drain()
+
+    async def tick(self) -> TickResult:
+        """One scheduler tick at the clock's time (the process first checks it leads), then delivery."""
+        assert self.app is not None
+        await self.app.scheduler.leadership.check()
+        result = await self.app.scheduler.tick()
+        await self.deliver()
+        return result
 
     async def say(self, email: str, said: str) -> str:
         """``email`` types ``said``; returns everything they were shown as a result, joined."""

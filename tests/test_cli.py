@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from bot import settings as settings_module
 from bot.cli import main
 from conversations.i18n import t
+from storage.migrate import revisions
 from tests.cli_env import isolate
 from tests.harness import SAMPLE_ORG
 
@@ -51,7 +52,7 @@ def test_db_upgrade_migrates_then_says_up_to_date(isolated: Path) -> None:
     second = cadence("db", "upgrade", url=url)
 
     assert first.exit_code == 0, first.output
-    assert first.output.strip() == t("cli.migrated", "en", revisions="0001")
+    assert first.output.strip() == t("cli.migrated", "en", revisions=", ".join(revisions()))
     assert (isolated / "cli.db").exists()
     assert second.exit_code == 0, second.output
     assert second.output.strip() == t("cli.up_to_date", "en")
@@ -60,7 +61,7 @@ def test_db_upgrade_migrates_then_says_up_to_date(isolated: Path) -> None:
 def test_db_upgrade_speaks_the_default_locale(isolated: Path) -> None:
     result = cadence("db", "upgrade", url=sqlite_url(isolated), locale="zh-CN")
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == t("cli.migrated", "zh-CN", revisions="0001")
+    assert result.output.strip() == t("cli.migrated", "zh-CN", revisions=", ".join(revisions()))
 
 
 def test_org_import_show_and_reimport_on_each_database(db_url: str) -> None:

@@ -21,6 +21,7 @@ from bot.cli import main
 from bot.doctor import required_slack_scopes, run_checks
 from bot.settings import Settings, SlackSettings
 from conversations.i18n import t
+from storage.migrate import revisions
 from tests.cli_env import isolate
 from tests.fakes.slack import DEFAULT_SCOPES, SlackFake
 from tests.harness import test_settings as settings_for
@@ -129,7 +130,7 @@ def test_everything_configured_right_is_all_ticks(db_url: str, slack: Callable[.
     found = lines(result)
     assert set(found) == {"DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"}, result.output
     assert all(line.startswith("✓") for line in found.values()), result.output
-    assert found["DATABASE_URL"] == "✓ " + t("doctor.db_ok", "en", revision="0001")
+    assert found["DATABASE_URL"] == "✓ " + t("doctor.db_ok", "en", revision=revisions()[-1])
     assert found["SLACK_BOT_TOKEN"] == "✓ " + t("doctor.slack_ok", "en", team="Cadence (fake)")
     assert found["SLACK_APP_TOKEN"] == "✓ " + t("doctor.slack_socket_ok", "en")
     # what Slack saw: auth.test with the bot token, apps.connections.open with the app-level token

@@ -179,16 +179,30 @@ async def test_a_permanent_failure_is_dead_at_once_with_its_reason(rig: Rig) -> 
 
 
 async def test_a_send_that_keeps_failing_is_dead_after_max_attempts(rig: Rig) -> None:
-    rig.platform.fail_always = SendError("service unavailable", retry_after=1)
+    rig.platform.fail_always = SendError("service unavailable")
+    await rig.platform.say(HR, "帮助")
+
+    for _ in range(MAX_ATTEMPTS + 3):
+        await rig.drain()
+        rig.clock.advance(seconds=301)  # past the longest backoff
+
+    row = await rig.help_row()
+    assert (row.status, row.attempts, row.last_error) == ("dead", MAX_ATTEMPTS, "service unavailable")
+    assert rig.platform.attempts == [row.idempotency_key] * MAX_ATTEMPTS
+
+
+async def test_rate_limited_sends_are_not_given_up_after_max_attempts(rig: Rig) -> None:
+    rig.platform.fail_always = SendError("ratelimited", retry_after=1)
     await rig.platform.say(HR, "帮助")
 
     for _ in range(MAX_ATTEMPTS + 3):
         await rig.drain()
         rig.clock.advance(seconds=1)
+    rig.platform.fail_always = None
+    await rig.drain()
 
     row = await rig.help_row()
-    assert (row.status, row.attempts, row.last_error) == ("dead", MAX_ATTEMPTS, "service unavailable")
-    assert rig.platform.attempts == [row.idempotency_key] * MAX_ATTEMPTS
+    assert (row.status, row.attempts) == ("sent", MAX_ATTEMPTS + 4)
 
 
 async def test_an_unexpected_fault_is_retried_with_backoff_and_recorded(rig: Rig) -> None:

@@ -179,6 +179,111 @@ async def test_injected_failure(fake: SlackFake, client: AsyncWebClient) -> None
     assert (await client.chat_postMessage(channel=EMMA, text="hi"))["ok"]
 
 
+METADATA = {"event_type": "cadence_outbox", "event_payload": {"key": "c1:a1:wins"}}
+
+
+async def test_metadata_is_stored_checked_and_kept_by_updates(
+    fake: SlackFake, client: AsyncWebClient
+) -> None:
+    posted = await client.chat_postMessage(channel=EMMA, text="Q1", metadata=METADATA)
+    kept = await client.chat_update(channel=posted["channel"], ts=posted["ts"], text="Saved")
+    key = (posted["channel"], posted["ts"])
+    assert fake.messages[key]["metadata"] == METADATA == kept["message"]["metadata"]
+    await client.chat_update(channel=posted["channel"], ts=posted["ts"], text="Saved", metadata={})
+    assert "metadata" not in fake.messages[key]  # an empty object removes it
+
+    not_object = await _refusal(
+        client.chat_postMessage(channel=EMMA, text="x", metadata={"event_type": "t", "event_payload": "k"})
+    )
+    no_type = await _refusal(client.chat_postMessage(channel=EMMA, text="x", metadata={"event_payload": {}}))
+    dotted = await client.chat_postMessage(
+        channel=EMMA, text="x", metadata={"event_type": "cadence.outbox", "event_payload": {"key": "k"}}
+    )
+
+    assert not_object.response["error"] == no_type.response["error"] == "invalid_metadata_format"
+    # an event_type Slack does not accept is a warning: the message is posted, without its metadata
+    assert dotted["warning"] == "invalid_metadata_schema"
+    assert dotted["response_metadata"]["warnings"] == ["invalid_metadata_schema"]
+    assert "metadata" not in fake.messages[(dotted["channel"], dotted["ts"])]
+    assert len(fake.messages_to(EMMA)) == 2
+
+
+async def test_conversations_history_is_newest_first_and_pages(
+    fake: SlackFake, client: AsyncWebClient
+) -> None:
+    channel = (await client.conversations_open(users=EMMA))["channel"]["id"]
+    stamps = [
+        (await client.chat_postMessage(channel=channel, text=f"m{n}", metadata=METADATA))["ts"]
+        for n in range(5)
+    ]
+
+    page = await client.conversations_history(channel=channel, limit=2, include_all_metadata=True)
+    rest = await client.conversations_history(
+        channel=channel, cursor=page["response_metadata"]["next_cursor"], include_all_metadata=True
+    )
+    plain = await client.conversations_history(channel=channel)
+    between = await client.conversations_history(channel=channel, oldest=stamps[1], latest=stamps[3])
+
+    assert [m["ts"] for m in page["messages"]] == stamps[:-3:-1] and page["has_more"] is True
+    assert [m["text"] for m in rest["messages"]] == ["m2", "m1", "m0"] and rest["has_more"] is False
+    assert rest["response_metadata"]["next_cursor"] == ""
+    assert all(m["metadata"] == METADATA and m["bot_id"] == "BBOT" for m in page["messages"])
+    # metadata only when asked for
+    assert [m["text"] for m in plain["messages"]] == ["m4", "m3", "m2", "m1", "m0"]
+    assert not any("metadata" in m for m in plain["messages"])
+    assert [m["text"] for m in between["messages"]] == ["m2"]
+    unknown = await _refusal(client.conversations_history(channel="D0NEVER"))
+    assert unknown.response["error"] == "channel_not_found"
+
+
+async def test_conversations_history_of_a_dm_needs_im_history() -> None:
+    async with SlackFake(users={EMMA_EMAIL: EMMA}, scopes=("chat:write", "im:write")) as narrow:
+        limited = AsyncWebClient(token="xoxb-test", base_url=narrow.base_url)
+        channel = (await limited.conversations_open(users=EMMA))["channel"]["id"]
+        refused = await _refusal(limited.conversations_history(channel=channel))
+
+    assert (refused.response["error"], refused.response["needed"]) == ("missing_scope", "im:history")
+
+
+async def test_a_lost_answer_still_posted_the_message(fake: SlackFake, client: AsyncWebClient) -> None:
+    fake.lose_response("chat.postMessage", how="fatal_error")
+
+    refused = await _refusal(client.chat_postMessage(channel=EMMA, text="hi", metadata=METADATA))
+
+    assert (refused.response.status_code, refused.response["error"]) == (500, "fatal_error")
+    assert fake.delivered_keys() == {"c1:a1:wins": 1} and fake.http_500 == 1
+
+
+async def test_chaos_and_limits_touch_only_their_methods(fake: SlackFake, client: AsyncWebClient) -> None:
+    fake.chaos(1.0, 0.0, retry_after=3)
+    fake.limit(0.5, None, methods=("users.info",))
+
+    throttled = await _refusal(client.chat_postMessage(channel=EMMA, text="hi"))
+    await client.users_info(user=EMMA)
+    limited = await _refusal(client.users_info(user=EMMA))
+    await client.conversations_open(users=EMMA)
+
+    assert throttled.response.headers["Retry-After"] == "3"
+    assert limited.response.status_code == 429 and limited.response.headers["Retry-After"] == "2"
+    assert (fake.http_429, fake.limit_stats.admitted, fake.limit_stats.refused) == (2, 1, 1)
+    fake.chaos(0, 0)
+    assert (await client.chat_postMessage(channel=EMMA, text="hi"))["ok"]
+    with pytest.raises(ValueError):
+        fake.chaos(0.7, 0.5)
+
+
+async def test_without_recording_calls_are_still_counted() -> None:
+    async with SlackFake(users={EMMA_EMAIL: EMMA}, record_calls=False) as quiet:
+        client = AsyncWebClient(token="xoxb-test", base_url=quiet.base_url)
+        for n in range(3):
+            await client.chat_postMessage(channel=EMMA, text=f"m{n}", metadata=METADATA)
+        await quiet.wait_calls("chat.postMessage", 3)
+
+    assert quiet.calls == [] and quiet.call_counts["chat.postMessage"] == 3
+    assert quiet.posted == {quiet.dm_channel(EMMA): 3}
+    assert quiet.delivered_keys() == {"c1:a1:wins": 3}  # the same key three times: duplicates
+
+
 async def test_users_by_email_and_by_id(fake: SlackFake, client: AsyncWebClient) -> None:
     found = await client.users_lookupByEmail(email="Emma.Smith@example.com")
     missing = await _refusal(client.users_lookupByEmail(email="nobody@example.com"))

@@ -80,11 +80,23 @@ class EventHandler(Protocol):
 
 
 class SendError(RuntimeError):
-    """A send failed; ``retry_after`` (seconds) when the platform said when to try again."""
+    """A send failed; ``retry_after`` (seconds) when the platform said when to try again.
 
-    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+    ``permanent``: no retry will help. ``in_doubt``: the platform may have accepted the message before
+    the failure (the connection broke or timed out after the request went out, or the platform
+    answered with a server error), so ask ``Platform.find_sent`` before sending it again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        permanent: bool = False,
+        in_doubt: bool = False,
+    ) -> None:
         super().__init__(message)
-        self.retry_after, self.permanent = retry_after, permanent
+        self.retry_after, self.permanent, self.in_doubt = retry_after, permanent, in_doubt
 
 
 class Platform(ABC):
@@ -112,6 +124,18 @@ class Platform(ABC):
 
     async def lookup(self, email: str) -> str | None:
         """The platform's user id for an email, where the platform can tell (else None)."""
+        return None
+
+    async def find_sent(self, recipient: str, key: str) -> str | None:
+        """The message id ``send`` returned for ``key`` to ``recipient``, if that message is there.
+
+        For a send whose outcome is unknown: the process died after the platform may have accepted
+        the message but before the outbox row was marked sent, or ``send`` raised a ``SendError`` with
+        ``in_doubt``. A found id means "already delivered: record it, do not send again". None means
+        "not found, or this platform cannot tell": send again (at least once, possibly twice). This
+        default cannot tell; a platform that can look (Slack: its recent DM messages, each carrying
+        its key as metadata) overrides it. Raises ``SendError`` when the platform could not be asked.
+        """
         return None
 
     @abstractmethod

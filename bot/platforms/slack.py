@@ -3,6 +3,8 @@
 Events, clicks and slash commands are acknowledged first (Bolt acks events itself; clicks and
 commands call ``ack()`` before anything else) and then handed to Cadence, which journals them.
 Sending opens the person's DM and posts Block Kit; an answered question is edited in place.
+Every posted message carries its outbox key as message metadata, so that a send whose outcome is
+unknown can be looked up (``find_sent``) instead of repeated: Slack has no idempotency key.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import json
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from aiohttp import ClientError, web
+from aiohttp import ClientConnectorError, ClientError, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -52,6 +59,40 @@ _PERMANENT = frozenset(
     }
 )
 _TIMEOUT = 10
+# the metadata event every posted message carries: {"event_type": OUTBOX_EVENT, "event_payload": {"key": …}}
+OUTBOX_EVENT = "cadence_outbox"
+# how far back find_sent looks in the DM: an in-doubt message is at most a lease old, and a DM with
+# Cadence gets a few messages a day. (Slack caps limit at 15, and the method at 1 call a minute, for
+# commercially distributed non-Marketplace apps; a self-hosted app is internal: Tier 3, 50+ a minute.)
+_HISTORY_LIMIT = 50
+_T = TypeVar("_T")
+
+
+class _ConnectionRetry(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's one retry after a connection error, but never one that could post a message twice.
+
+    The SDK's default handler repeats any request once after a dropped or reset connection, also
+    when the first one had reached Slack: for chat.postMessage that is a second copy of the message.
+    chat.postMessage is repeated here only when no connection was made; otherwise its ``SendError``
+    is ``in_doubt`` and delivery can ask ``find_sent``.
+    """
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if request.url.endswith("/chat.postMessage") and not isinstance(error, ClientConnectorError):
+            return False
+        return await super()._can_retry_async(state=state, request=request, response=response, error=error)
+
+
+def outbox_metadata(key: str) -> dict[str, Any] | None:
+    """The message metadata that marks a message as the outbox row ``key`` (None without a key)."""
+    return {"event_type": OUTBOX_EVENT, "event_payload": {"key": key}} if key else None
 
 
 class SlackPlatform(Platform):
@@ -65,7 +106,12 @@ class SlackPlatform(Platform):
         self.settings = settings
         self.http_host, self.http_port = http_host, http_port
         self._http: web.AppRunner | None = None
-        self.client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url, timeout=_TIMEOUT)
+        self.client = AsyncWebClient(
+            token=settings.bot_token,
+            base_url=settings.api_url,
+            timeout=_TIMEOUT,
+            retry_handlers=[_ConnectionRetry()],
+        )
         self._app: AsyncApp | None = None
         self._handler: AsyncSocketModeHandler | None = None
         self._on_event: EventHandler | None = None
@@ -278,32 +324,55 @@ class SlackPlatform(Platform):
     async def send(self, recipient: str, message: Message, *, key: str) -> str:
         """Post to the person's DM; returns ``channel|ts`` to update it later.
 
-        A reply to a slash command goes to its response_url, seen only by that person; if that URL
-        has expired (30 minutes, 5 uses) the reply goes to the DM instead.
+        The message carries ``key`` as metadata (``outbox_metadata``), for ``find_sent``. A reply to
+        a slash command goes to its response_url, seen only by that person; if that URL has expired
+        (30 minutes, 5 uses) the reply goes to the DM instead.
         """
         reply_to = message.meta.get("reply_to") if message.ephemeral else None
         if reply_to and await self._respond(reply_to, message):
             return "ephemeral"
         if message.meta.get("surface") == "home":
             return await self._publish_home(recipient, message)
-        try:
-            channel = await self._channel(recipient)
-            posted = await self.client.chat_postMessage(
-                channel=channel, text=fallback_text(message), blocks=blocks(message)
-            )
-        except SlackApiError as exc:
-            raise self._send_error(exc) from exc
-        except (ClientError, TimeoutError) as exc:
-            raise SendError(f"Slack unreachable: {exc}") from exc
+        channel = await self._call(self._channel(recipient))
+        posted = await self._call(
+            self.client.chat_postMessage(
+                channel=channel,
+                text=fallback_text(message),
+                blocks=blocks(message),
+                metadata=outbox_metadata(key),
+            ),
+            in_doubt=True,
+        )
         return f"{channel}|{posted['ts']}"
 
+    async def find_sent(self, recipient: str, key: str) -> str | None:
+        """``channel|ts`` of the message posted for ``key`` in the person's DM, if it is there.
+
+        Reads the DM's newest messages (conversations.history, scope ``im:history``) with their
+        metadata and looks for ``outbox_metadata(key)``. A message sent another way (the home tab,
+        a response_url) is not found: those are safe to send again.
+        """
+        if not key:
+            return None
+        channel = await self._call(self._channel(recipient))
+        history = await self._call(
+            self.client.conversations_history(
+                channel=channel, limit=_HISTORY_LIMIT, include_all_metadata=True
+            )
+        )
+        for found in history.get("messages") or []:
+            metadata = found.get("metadata") or {}
+            if (
+                metadata.get("event_type") == OUTBOX_EVENT
+                and (metadata.get("event_payload") or {}).get("key") == key
+            ):
+                return f"{channel}|{found['ts']}"
+        return None
+
     async def _publish_home(self, user: str, message: Message) -> str:
-        try:
-            await self.client.views_publish(user_id=user, view={"type": "home", "blocks": blocks(message)})
-        except SlackApiError as exc:
-            raise self._send_error(exc) from exc
-        except (ClientError, TimeoutError) as exc:
-            raise SendError(f"Slack unreachable: {exc}") from exc
+        await self._call(
+            self.client.views_publish(user_id=user, view={"type": "home", "blocks": blocks(message)})
+        )
         return "home"
 
     async def _respond(self, url: str, message: Message) -> bool:
@@ -317,21 +386,36 @@ class SlackPlatform(Platform):
         return response.status_code == 200
 
     async def update(self, recipient: str, message_id: str, message: Message, *, key: str) -> None:
-        """Edit a message posted earlier (a question, now showing the saved answer)."""
+        """Edit a message posted earlier (a question, now showing the saved answer).
+
+        The metadata is left out: Slack keeps a message's metadata when an update does not name it.
+        """
         channel, _, ts = message_id.partition("|")
-        try:
-            await self.client.chat_update(
+        await self._call(
+            self.client.chat_update(
                 channel=channel, ts=ts, text=fallback_text(message), blocks=blocks(message)
             )
-        except SlackApiError as exc:
-            raise self._send_error(exc) from exc
-        except (ClientError, TimeoutError) as exc:
-            raise SendError(f"Slack unreachable: {exc}") from exc
+        )
 
-    def _send_error(self, exc: SlackApiError) -> SendError:
-        if exc.response.status_code == 429 and self.metrics is not None:
+    async def _call(self, call: Awaitable[_T], *, in_doubt: bool = False) -> _T:
+        """``call``'s result, or its failure as a ``SendError``.
+
+        ``in_doubt``: the call posts something, so a failure after the request may have reached Slack
+        (a dropped connection, a timeout, a 5xx) leaves its outcome unknown.
+        """
+        try:
+            return await call
+        except SlackApiError as exc:
+            raise self._send_error(exc, in_doubt=in_doubt) from exc
+        except ClientConnectorError as exc:  # no connection was made: nothing reached Slack
+            raise SendError(f"Slack unreachable: {exc}") from exc
+        except (ClientError, TimeoutError) as exc:
+            raise SendError(f"Slack unreachable: {exc!r}", in_doubt=in_doubt) from exc
+
+    def _send_error(self, exc: SlackApiError, *, in_doubt: bool = False) -> SendError:
+        if http_status(exc) == 429 and self.metrics is not None:
             self.metrics.rate_limited(self.name)
-        return send_error(exc)
+        return send_error(exc, in_doubt=in_doubt)
 
     async def lookup(self, email: str) -> str | None:
         """The Slack user id for an email (users.lookupByEmail), or None if Slack has no such user."""
@@ -344,18 +428,55 @@ class SlackPlatform(Platform):
         return str(found["user"]["id"])
 
 
+def http_status(exc: SlackApiError) -> int:
+    """The HTTP status of a failed call.
+
+    ``exc.response`` is normally the SDK's response, but when a body claiming to be JSON is not
+    (a proxy's error page), slack_sdk 3.48 puts aiohttp's raw ``ClientResponse`` there: ``status``
+    and no ``data``.
+    """
+    response = exc.response
+    status = getattr(response, "status_code", None)
+    if status is None:
+        status = getattr(response, "status", 0)
+    return int(status or 0)
+
+
 def slack_error(exc: SlackApiError) -> str:
     """The ``error`` Slack named, or the HTTP status when the answer was not Slack's JSON at all."""
-    data = exc.response.data
+    data = getattr(exc.response, "data", None)
     if isinstance(data, dict) and data.get("error"):
         return str(data["error"])
-    return f"HTTP {exc.response.status_code}"
+    return f"HTTP {http_status(exc)}"
 
 
-def send_error(exc: SlackApiError) -> SendError:
-    """A Slack API error as the delivery worker understands it: when to retry, or never."""
-    error = slack_error(exc)
-    if exc.response.status_code == 429:
-        retry_after = float(exc.response.headers.get("Retry-After", 30))
-        return SendError(f"Slack rate limit: {error}", retry_after=retry_after)
+def _retry_after(exc: SlackApiError) -> float:
+    """Slack's Retry-After (whole seconds); 30 when it is missing or not a number."""
+    headers = getattr(exc.response, "headers", None) or {}
+    try:
+        return max(0.0, float(headers.get("Retry-After", 30)))
+    except (TypeError, ValueError):
+        return 30.0
+
+
+def send_error(exc: SlackApiError, *, in_doubt: bool = False) -> SendError:
+    """A Slack API error as the delivery worker understands it: when to retry, or never.
+
+    A 5xx (Slack's JSON ``internal_error``/``fatal_error``, or a load balancer's HTML page, which the
+    SDK turns into an error with empty data) is never permanent, and ``in_doubt`` for a call that
+    posts: Slack documents ``fatal_error`` as possibly having partly succeeded.
+    """
+    error, status = slack_error(exc), http_status(exc)
+    if status == 429:
+        return SendError(f"Slack rate limit: {error}", retry_after=_retry_after(exc))
+    if status >= 500 or not status:
+        named = "" if error.startswith("HTTP ") else f" (HTTP {status})"
+        return SendError(f"Slack server error: {error}{named}", in_doubt=in_doubt)
+    if error == "missing_scope":
+        data = getattr(exc.response, "data", None) or {}
+        needed = data.get("needed", "?") if isinstance(data, dict) else "?"
+        return SendError(
+            f"Slack error: missing_scope: the bot token lacks {needed}; add it to the Slack app "
+            "(bot/platforms/slack_manifest.yaml lists every scope) and reinstall it"
+        )
     return SendError(f"Slack error: {error}", permanent=error in _PERMANENT)

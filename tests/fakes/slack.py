@@ -12,6 +12,22 @@ Wire behaviour, checked against the installed slack_sdk 3.48.0 / slack_bolt 1.30
   ``{"envelope_id", ["payload"]}`` back; pings are answered (aiohttp autoping). The client only
   reconnects through a new apps.connections.open: each ticket in the WebSocket URL is good once.
 * ``response_url`` (``/response/<id>``): JSON body, no Authorization header, answers ``ok`` (text/plain).
+* Message metadata (``metadata={"event_type", "event_payload"}`` on chat.postMessage / chat.update): not an
+  object with a string ``event_type`` and an object ``event_payload`` is refused ``invalid_metadata_format``;
+  an ``event_type`` with characters other than letters, digits, ``_`` and ``-`` is dropped with the warning
+  ``invalid_metadata_schema`` (Slack's message-metadata guide). chat.update without ``metadata`` keeps it,
+  with ``{}`` removes it. conversations.history (GET, query string) returns a channel's messages newest
+  first (``limit`` default 100, at most 999; ``latest``/``oldest``/``inclusive``; ``cursor`` from
+  ``response_metadata.next_cursor``), with ``metadata`` only when ``include_all_metadata`` is set, and
+  needs the ``*:history`` scope of the conversation's type (``im:history`` for a DM).
+* Misbehaviour on demand: ``rate_limit``/``fail`` (the next calls of a method), ``chaos`` (seeded random
+  429s and 5xxs), ``limit`` (token buckets: overall and per channel), ``lose_response`` (the call takes
+  effect, its answer is lost). Every 429 carries an integer ``Retry-After`` >= 1; a refused call changes
+  nothing. ``http_429``/``http_500`` count the answers given; ``limit_stats`` what the limits let through.
+
+For load (benchmarks): per call the fake does O(1) work beyond parsing (``record_calls=False`` also stops
+keeping every ``Call``); ``posted`` counts chat.postMessage messages per channel as they are stored and
+``delivered_keys()`` counts metadata keys across the stored messages (one pass, when asked).
 
 Close the Socket Mode handler before ``stop()``: a connected client answers the server's close frame
 by reconnecting.
@@ -20,17 +36,23 @@ by reconnecting.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
+import math
+import random
+import re
 import secrets
 import socket
+import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -57,6 +79,15 @@ _NEEDS_SCOPE = {
     "users.info": "users:read",
     "users.lookupByEmail": "users:read.email",
 }
+# conversations.history needs the history scope of the conversation's type (D: DM, G: group DM, C: channel)
+_HISTORY_SCOPE = {"D": "im:history", "G": "mpim:history", "C": "channels:history"}
+_MAX_HISTORY, _DEFAULT_HISTORY = 999, 100
+# Slack's message-metadata guide: "letters, numbers, underscores, and hyphens, but not periods"
+_EVENT_TYPE = re.compile(r"[A-Za-z0-9_-]+")
+# what a load balancer in front of an API typically answers when the service behind it fails
+_HTML_500 = (
+    "<html><head><title>500 Internal Server Error</title></head><body>Internal Server Error</body></html>"
+)
 # Block Kit limits (Slack's Block Kit reference)
 _MAX_BLOCKS, _MAX_TEXT, _MAX_SECTION, _MAX_FIELD, _MAX_FIELDS = 50, 40_000, 3000, 2000, 10
 _MAX_HEADER, _MAX_BUTTON_TEXT, _MAX_VALUE, _MAX_ELEMENTS, _MAX_CONTEXT = 150, 75, 2000, 25, 10
@@ -128,6 +159,102 @@ def _json_field(value: Any, error: str) -> Any:
     return value
 
 
+def _metadata(value: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """(the metadata to keep, or None for none; a warning) for a request's ``metadata`` argument."""
+    value = _json_field(value, "invalid_metadata_format")
+    if value is None or value == {} or value == "":
+        return None, None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("event_type"), str)
+        or not isinstance(value.get("event_payload"), dict)
+    ):
+        raise _Refusal("invalid_metadata_format")
+    if not _EVENT_TYPE.fullmatch(value["event_type"]):
+        return None, "invalid_metadata_schema"  # a warning: the message is posted without it
+    return {"event_type": value["event_type"], "event_payload": value["event_payload"]}, None
+
+
+def _cursor(ts: str) -> str:
+    return base64.b64encode(f"next_ts:{ts}".encode()).decode()
+
+
+def _cursor_ts(cursor: str) -> float:
+    try:
+        kind, _, ts = base64.b64decode(cursor.encode(), validate=True).decode().partition(":")
+        if kind != "next_ts":
+            raise ValueError(kind)
+        return float(ts)
+    except ValueError:
+        raise _Refusal("invalid_cursor") from None
+
+
+def _ts_arg(value: Any, error: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _Refusal(error) from None
+
+
+@dataclass
+class _Bucket:
+    """A token bucket: ``rate`` tokens a second, holding at most ``max(rate, 1)`` (the burst)."""
+
+    rate: float
+    tokens: float
+    at: float
+
+    def wait(self, now: float) -> float:
+        """Seconds until a token is there (0: there is one now); refills first."""
+        self.tokens = min(max(self.rate, 1.0), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+@dataclass
+class LimitStats:
+    """What ``SlackFake.limit`` let through and refused (times from the fake's clock)."""
+
+    admitted: int = 0
+    refused: int = 0
+    first: float | None = None  # when the first admitted call came
+    last: float | None = None  # when the last admitted call came
+    per_channel: Counter[str] = field(default_factory=Counter)  # admitted calls per channel
+
+    def achieved_per_s(self) -> float | None:
+        """Admitted calls per second between the first and the last (None below two calls).
+
+        A token bucket admits at most ``burst + rate x elapsed`` calls, so this is at most
+        ``rate + (burst - 1) / elapsed``: a run that keeps the limit saturated for much longer than the
+        burst sees it approach the rate; more than that bound would mean the limit leaks.
+        """
+        if self.first is None or self.last is None or self.last <= self.first:
+            return None
+        return (self.admitted - 1) / (self.last - self.first)
+
+
+@dataclass
+class _Limits:
+    per_s: float | None
+    per_channel_per_s: float | None
+    methods: frozenset[str]
+    overall: _Bucket | None = None
+    channels: dict[str, _Bucket] = field(default_factory=dict)
+    stats: LimitStats = field(default_factory=LimitStats)
+
+
+@dataclass
+class _Chaos:
+    rate_429: float
+    rate_500: float
+    retry_after: int
+    methods: frozenset[str]
+    rng: random.Random
+    body_500: Literal["html", "json", "bad_json"]
+
+
 def _block_problems(blocks: Any) -> list[str]:
     """What Slack would refuse in ``blocks`` (the common limits, not the whole Block Kit schema)."""
     if not isinstance(blocks, list):
@@ -197,12 +324,21 @@ class SlackFake:
         team_id: str = "T0CADENCE",
         bot_user_id: str = "UBOT",
         scopes: tuple[str, ...] = DEFAULT_SCOPES,
+        record_calls: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``record_calls=False`` keeps no ``Call`` (``call_counts`` still counts); ``clock`` (seconds)
+        drives ``limit``: a test can pass a frozen one."""
         self.team_id, self.bot_user_id, self.scopes = team_id, bot_user_id, tuple(scopes)
         self.bot_id = "B" + bot_user_id[1:]
         self.app_id = APP_ID
+        self.record_calls, self.clock = record_calls, clock
         self.calls: list[Call] = []
+        self.call_counts: Counter[str] = Counter()  # method -> calls received (also when not recorded)
+        self.http_429 = 0  # answers given with HTTP 429, whatever the cause
+        self.http_500 = 0  # answers given with HTTP 5xx, whatever the cause
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.posted: Counter[str] = Counter()  # channel -> messages stored by chat.postMessage
         self.ephemerals: list[dict[str, Any]] = []  # chat.postEphemeral bodies, as received
         self.responses: list[tuple[str, dict[str, Any]]] = []
         self.views_opened: list[dict[str, Any]] = []  # views.open bodies: {"trigger_id", "view", ...}
@@ -222,6 +358,10 @@ class SlackFake:
         self._targets: dict[str, _ResponseTarget] = {}  # response_url id -> what it answers
         self._throttled: dict[str, list[int]] = defaultdict(list)
         self._failures: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        self._lost: dict[str, list[str]] = defaultdict(list)
+        self._chaos: _Chaos | None = None
+        self._limits: _Limits | None = None
+        self._history: dict[str, list[str]] = defaultdict(list)  # channel -> ts of its messages, oldest first
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self._sockets: list[_Connection] = []
@@ -237,6 +377,7 @@ class SlackFake:
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
+            "conversations.history": self._conversations_history,
             "views.open": self._views_open,
             "views.publish": self._views_publish,
             "users.lookupByEmail": self._users_lookup_by_email,
@@ -304,6 +445,18 @@ class SlackFake:
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
+    def delivered_keys(self, event_type: str = "cadence_outbox", field: str = "key") -> Counter[str]:
+        """How many stored messages carry each ``metadata.event_payload[field]`` of ``event_type``.
+
+        A count above 1 is a message delivered twice. One pass over the messages, when asked.
+        """
+        keys: Counter[str] = Counter()
+        for message in self.messages.values():
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == event_type and field in metadata.get("event_payload", {}):
+                keys[str(metadata["event_payload"][field])] += 1
+        return keys
+
     def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 1) -> None:
         """The next ``times`` calls of ``method`` get HTTP 429 + Retry-After and ``ratelimited``."""
         self._throttled[method].extend([retry_after] * times)
@@ -312,9 +465,79 @@ class SlackFake:
         """The next ``times`` calls of ``method`` answer ``{"ok": false, "error": error}``."""
         self._failures[method].extend([(error, status)] * times)
 
+    def lose_response(
+        self, method: str, *, times: int = 1, how: Literal["disconnect", "fatal_error"] = "disconnect"
+    ) -> None:
+        """The next ``times`` successful calls of ``method`` take effect, but their answer is lost.
+
+        ``disconnect``: the connection is closed instead of answering (the client sees the server
+        disconnect); ``fatal_error``: HTTP 500 ``{"ok": false, "error": "fatal_error"}``, which Slack
+        documents as "some aspect of the operation" possibly having succeeded. The sender cannot tell
+        whether the message was posted: the in-doubt case.
+        """
+        self._lost[method].extend([how] * times)
+
+    def chaos(
+        self,
+        rate_429: float,
+        rate_500: float,
+        *,
+        retry_after: int = 1,
+        seed: int | None = None,
+        methods: Iterable[str] = ("chat.postMessage",),
+        body_500: Literal["html", "json", "bad_json"] = "html",
+    ) -> None:
+        """From now on each call of ``methods`` is refused at random, until ``chaos(0, 0)``.
+
+        One draw ``r`` in [0, 1) per call: ``r < rate_429`` is HTTP 429 ``ratelimited`` with
+        ``Retry-After: retry_after``; else ``r < rate_429 + rate_500`` is HTTP 500 (``body_500``: an HTML
+        page, as a load balancer sends; ``{"ok": false, "error": "internal_error"}``; or ``bad_json``, that
+        page labelled ``application/json``, as a misconfigured proxy sends). Nothing is stored for a
+        refused call. A ``seed`` makes the sequence repeatable (``random.Random(seed)``).
+        """
+        if rate_429 < 0 or rate_500 < 0 or rate_429 + rate_500 > 1:
+            raise ValueError("rates are probabilities whose sum is at most 1")
+        if retry_after < 1:
+            raise ValueError("Retry-After is a whole number of seconds, at least 1")
+        self._chaos = _Chaos(
+            rate_429, rate_500, retry_after, frozenset(methods), random.Random(seed), body_500
+        )
+
+    def limit(
+        self,
+        per_s: float | None,
+        per_channel_per_s: float | None,
+        *,
+        methods: Iterable[str] = ("chat.postMessage",),
+    ) -> LimitStats:
+        """Enforce rates on ``methods`` from now on (``None``: no such limit); returns the new stats.
+
+        Token buckets, one overall and one per channel (the request's ``channel``; a person's id counts
+        as their DM): each fills at its rate up to a burst of ``max(rate, 1)`` calls and starts full. A
+        call needs a token from both; if either is empty the call is answered HTTP 429 ``ratelimited``
+        with ``Retry-After`` = the seconds until both have one, rounded up (at least 1), takes no token
+        and stores nothing. Slack's chat.postMessage: about 1 per second per channel, plus an
+        unpublished workspace-wide limit. ``limit(None, None)`` lifts the limits.
+        """
+        for rate in (per_s, per_channel_per_s):
+            if rate is not None and rate <= 0:
+                raise ValueError("a rate is a positive number of calls per second")
+        if per_s is None and per_channel_per_s is None:
+            self._limits = None
+            return LimitStats()
+        now = self.clock()
+        overall = _Bucket(per_s, max(per_s, 1.0), now) if per_s is not None else None
+        self._limits = _Limits(per_s, per_channel_per_s, frozenset(methods), overall)
+        return self._limits.stats
+
+    @property
+    def limit_stats(self) -> LimitStats:
+        """What the current ``limit`` admitted and refused (empty when there is none)."""
+        return self._limits.stats if self._limits is not None else LimitStats()
+
     async def wait_calls(self, method: str, count: int = 1, timeout: float = 5) -> list[Call]:
         """Wait until ``method`` has been called at least ``count`` times; returns those calls."""
-        await self._wait(lambda: len(self.calls_to(method)) >= count, timeout, f"{count} x {method}")
+        await self._wait(lambda: self.call_counts[method] >= count, timeout, f"{count} x {method}")
         return self.calls_to(method)
 
     async def wait_responses(self, count: int = 1, timeout: float = 5) -> list[tuple[str, dict[str, Any]]]:
@@ -339,6 +562,14 @@ class SlackFake:
     # ---- Web API ------------------------------------------------------------------------------
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
+        response = await self._dispatch(request)
+        if response.status == 429:
+            self.http_429 += 1
+        elif response.status >= 500:
+            self.http_500 += 1
+        return response
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         query = dict(request.query)
         body: dict[str, Any] = dict(query)
@@ -358,7 +589,9 @@ class SlackFake:
             form = await request.post()
             body.update({k: v for k, v in form.items() if isinstance(v, str)})
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self.calls.append(Call(method, body, headers, form_encoded, query, request.method))
+        self.call_counts[method] += 1
+        if self.record_calls:
+            self.calls.append(Call(method, body, headers, form_encoded, query, request.method))
         await self._notify()
 
         if bad_json:
@@ -377,17 +610,10 @@ class SlackFake:
                 {"ok": False, "error": "not_allowed_token_type" if other else "invalid_auth"}
             )
         extra_headers = {} if wanted == "xapp-" else {"x-oauth-scopes": ",".join(self.scopes)}
-        if self._throttled[method]:
-            retry_after = self._throttled[method].pop(0)
-            return web.json_response(
-                {"ok": False, "error": "ratelimited"},
-                status=429,
-                headers={**extra_headers, "Retry-After": str(retry_after)},
-            )
-        if self._failures[method]:
-            error, status = self._failures[method].pop(0)
-            return web.json_response({"ok": False, "error": error}, status=status, headers=extra_headers)
-        needed = _NEEDS_SCOPE.get(method)
+        refused = self._injected(method, extra_headers) or self._limited(method, body, extra_headers)
+        if refused is not None:
+            return refused
+        needed = self._needed_scope(method, body)
         if needed and needed not in self.scopes:
             answer: dict[str, Any] = {
                 "ok": False,
@@ -400,7 +626,73 @@ class SlackFake:
             answer = handler(body)
         except _Refusal as refusal:
             answer = {"ok": False, "error": refusal.error, **refusal.extra}
+        if answer.get("ok") and self._lost[method]:
+            await self._notify()  # it took effect
+            if self._lost[method].pop(0) == "disconnect":
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response()  # never reaches the client
+            return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
         return web.json_response(answer, headers=extra_headers)
+
+    def _injected(self, method: str, headers: dict[str, str]) -> web.Response | None:
+        """The answer of a scripted failure (``rate_limit``, ``fail``) or of ``chaos``, if any."""
+        if self._throttled[method]:
+            return self._ratelimited(self._throttled[method].pop(0), headers)
+        if self._failures[method]:
+            error, status = self._failures[method].pop(0)
+            return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+        chaos = self._chaos
+        if chaos is None or method not in chaos.methods:
+            return None
+        draw = chaos.rng.random()
+        if draw < chaos.rate_429:
+            return self._ratelimited(chaos.retry_after, headers)
+        if draw < chaos.rate_429 + chaos.rate_500:
+            if chaos.body_500 == "json":
+                return web.json_response({"ok": False, "error": "internal_error"}, status=500)
+            kind = "application/json" if chaos.body_500 == "bad_json" else "text/html"
+            return web.Response(status=500, text=_HTML_500, content_type=kind)
+        return None
+
+    def _limited(self, method: str, body: dict[str, Any], headers: dict[str, str]) -> web.Response | None:
+        """429 if ``limit`` has no token for this call now; else takes the tokens and returns None."""
+        limits = self._limits
+        if limits is None or method not in limits.methods:
+            return None
+        now = self.clock()
+        buckets = [limits.overall] if limits.overall is not None else []
+        channel = str(body.get("channel") or "")
+        if channel in self._users:
+            channel = self.dm_channel(channel)
+        if limits.per_channel_per_s is not None:
+            rate = limits.per_channel_per_s
+            buckets.append(limits.channels.setdefault(channel, _Bucket(rate, max(rate, 1.0), now)))
+        wait = max((bucket.wait(now) for bucket in buckets), default=0.0)
+        if wait > 0:
+            limits.stats.refused += 1
+            return self._ratelimited(max(1, math.ceil(wait)), headers)
+        for bucket in buckets:
+            bucket.tokens -= 1
+        stats = limits.stats
+        stats.admitted += 1
+        stats.per_channel[channel] += 1
+        stats.first = now if stats.first is None else stats.first
+        stats.last = now
+        return None
+
+    @staticmethod
+    def _ratelimited(retry_after: int, headers: dict[str, str]) -> web.Response:
+        return web.json_response(
+            {"ok": False, "error": "ratelimited"},
+            status=429,
+            headers={**headers, "Retry-After": str(retry_after)},
+        )
+
+    def _needed_scope(self, method: str, body: dict[str, Any]) -> str | None:
+        if method == "conversations.history":
+            return _HISTORY_SCOPE.get(str(body.get("channel") or "")[:1])
+        return _NEEDS_SCOPE.get(method)
 
     def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -461,19 +753,33 @@ class SlackFake:
             return self.dm_channel(channel)
         raise _Refusal("channel_not_found")
 
-    def _content(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The message fields of a chat.* request, with blocks and attachments parsed."""
+    def _content(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """(the message fields of a chat.* request, parsed; the warnings to answer with).
+
+        ``metadata`` is in the fields only when the request has it: None when it is empty or was
+        dropped (chat.update then removes the old metadata), else the checked metadata.
+        """
         content: dict[str, Any] = {}
+        warnings: list[str] = []
         if "text" in body:
             content["text"] = str(body["text"])
         if "blocks" in body:
             content["blocks"] = _json_field(body["blocks"], "invalid_blocks")
         if "attachments" in body:
             content["attachments"] = _json_field(body["attachments"], "invalid_attachments")
-        for key in ("thread_ts", "metadata"):
-            if key in body:
-                content[key] = body[key]
-        return content
+        if "thread_ts" in body:
+            content["thread_ts"] = body["thread_ts"]
+        if "metadata" in body:
+            content["metadata"], warning = _metadata(body["metadata"])
+            warnings += [warning] if warning else []
+        return content, warnings
+
+    @staticmethod
+    def _warned(answer: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+        if warnings:
+            answer["warning"] = ",".join(warnings)
+            answer["response_metadata"] = {"warnings": warnings}
+        return answer
 
     def _check_message(self, message: dict[str, Any]) -> None:
         if not message.get("text") and not message.get("blocks") and not message.get("attachments"):
@@ -489,6 +795,7 @@ class SlackFake:
             )
 
     def _bot_message(self, content: dict[str, Any], ts: str) -> dict[str, Any]:
+        content = {k: v for k, v in content.items() if not (k == "metadata" and v is None)}
         message = {
             "type": "message",
             "user": self.bot_user_id,
@@ -502,31 +809,87 @@ class SlackFake:
         message.update(content)
         return message
 
+    def _store(self, channel: str, message: dict[str, Any]) -> None:
+        """A new message in ``channel`` (its ts is newer than every other one's)."""
+        self.messages[(channel, message["ts"])] = message
+        self._history[channel].append(message["ts"])
+
     def _chat_post_message(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = self._resolve_channel(body.get("channel"))
-        content = self._content(body)
+        content, warnings = self._content(body)
         self._check_message(content)
         ts = self._next_ts()
         message = self._bot_message(content, ts)
-        self.messages[(channel, ts)] = message
-        return {"ok": True, "channel": channel, "ts": ts, "message": dict(message)}
+        self._store(channel, message)
+        self.posted[channel] += 1
+        return self._warned({"ok": True, "channel": channel, "ts": ts, "message": dict(message)}, warnings)
 
     def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
         channel, ts = str(body.get("channel") or ""), str(body.get("ts") or "")
         if (channel, ts) not in self.messages:
             raise _Refusal("message_not_found" if channel in self._open_channels else "channel_not_found")
-        # fields left out keep their old value (Slack: omitted blocks/attachments are retained)
-        message = {**self.messages[(channel, ts)], **self._content(body)}
+        content, warnings = self._content(body)
+        # fields left out keep their old value (Slack: omitted blocks/attachments/metadata are retained)
+        message = {**self.messages[(channel, ts)], **content}
+        if "metadata" in message and message["metadata"] is None:
+            del message["metadata"]
         self._check_message(message)
         message["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
         self.messages[(channel, ts)] = message
-        return {"ok": True, "channel": channel, "ts": ts, "text": message["text"], "message": dict(message)}
+        answer = {"ok": True, "channel": channel, "ts": ts, "text": message["text"], "message": dict(message)}
+        return self._warned(answer, warnings)
+
+    def _conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, ``limit`` of them; O(limit) however long the channel's history is."""
+        channel = str(body.get("channel") or "")
+        if channel not in self._open_channels:
+            raise _Refusal("channel_not_found")
+        try:
+            limit = int(body.get("limit") or _DEFAULT_HISTORY)
+        except (TypeError, ValueError):
+            raise _Refusal("invalid_limit") from None
+        limit = min(max(limit, 1), _MAX_HISTORY)
+        inclusive = _truthy(body.get("inclusive"))
+        latest = _ts_arg(body.get("latest"), "invalid_ts_latest")
+        oldest = _ts_arg(body.get("oldest"), "invalid_ts_oldest")
+        if body.get("cursor"):
+            latest, inclusive = _cursor_ts(str(body["cursor"])), False
+        stamps = self._history.get(channel, [])
+        top = len(stamps)
+        if latest is not None:
+            top = (bisect_right if inclusive else bisect_left)(stamps, latest, key=float)
+        bottom = 0
+        if oldest is not None:
+            bottom = (bisect_left if inclusive else bisect_right)(stamps, oldest, key=float)
+        with_metadata = _truthy(body.get("include_all_metadata"))
+        found: list[dict[str, Any]] = []
+        has_more = False
+        for i in range(top - 1, bottom - 1, -1):
+            message = self.messages.get((channel, stamps[i]))
+            if message is None:
+                continue  # deleted
+            if len(found) == limit:
+                has_more = True
+                break
+            shown = dict(message)
+            if not with_metadata:
+                shown.pop("metadata", None)
+            found.append(shown)
+        return {
+            "ok": True,
+            "messages": found,
+            "has_more": has_more,
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+            "response_metadata": {"next_cursor": _cursor(found[-1]["ts"]) if has_more else ""},
+        }
 
     def _chat_post_ephemeral(self, body: dict[str, Any]) -> dict[str, Any]:
         self._resolve_channel(body.get("channel"))
         if str(body.get("user") or "") not in self._users:
             raise _Refusal("user_not_found")
-        self._check_message(self._content(body))
+        self._check_message(self._content(body)[0])
         self.ephemerals.append(dict(body))
         return {"ok": True, "message_ts": self._next_ts()}
 
@@ -651,7 +1014,7 @@ class SlackFake:
         elif body.get("response_type") == "in_channel":
             ts = self._next_ts()
             content = {k: v for k, v in body.items() if k in ("text", "blocks", "attachments")}
-            self.messages[(target.channel, ts)] = self._bot_message(content, ts)
+            self._store(target.channel, self._bot_message(content, ts))
         await self._notify()
         return web.Response(text="ok")
 

@@ -1,0 +1,106 @@
+"""APScheduler wiring: the leader's planning tick and every process's leadership check.
+
+APScheduler 3.x provides the timing (interval triggers on the asyncio loop, one run at a time,
+missed runs coalesced); what runs is plain async code that tests call directly with a chosen clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from scheduler.leader import Leadership
+from scheduler.planner import Planned, Planner
+from scheduler.reminders import Reminders
+from scheduler.starter import Starter
+from storage.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one planning tick did (empty on a follower)."""
+
+    leader: bool
+    planned: tuple[Planned, ...] = ()
+    started: int = 0
+    nudged: int = 0
+    digests: int = 0
+
+
+class SchedulerService:
+    """The planner, starter and reminders, run by whichever process leads."""
+
+    def __init__(
+        self,
+        *,
+        leadership: Leadership,
+        planner: Planner,
+        starter: Starter,
+        reminders: Reminders,
+        tick_seconds: float,
+        on_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.leadership, self.planner, self.starter, self.reminders = leadership, planner, starter, reminders
+        self.tick_seconds = tick_seconds
+        self.on_queued = on_queued  # delivery's kick: new outbox rows are there now
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def tick(self, now: datetime | None = None) -> TickResult:
+        """Plan, start due conversations and send due reminders, if this process leads."""
+        if not self.leadership.is_leader:
+            return TickResult(leader=False)
+        now = now or utcnow()
+        planned = await self.planner.plan(now)
+        started = await self.starter.start_due(now)
+        nudged, digests = await self.reminders.run(now)
+        if started or nudged or digests:
+            self.on_queued()
+        return TickResult(True, tuple(planned), started, nudged, digests)
+
+    async def _check_then_tick(self) -> None:
+        was_leader = self.leadership.is_leader
+        if await self.leadership.check() and not was_leader:
+            # a new leader catches up at once instead of waiting for the next tick
+            await self._safe_tick()
+
+    async def _safe_tick(self) -> None:
+        try:
+            await self.tick()
+        except Exception:  # the next tick tries again; a planner bug must not stop delivery
+            log.exception("scheduler tick failed")
+
+    def start(self) -> None:
+        """Start the jobs on the running asyncio loop: a leadership check, then the planning tick."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        first = datetime.now(UTC)
+        scheduler.add_job(
+            self._check_then_tick,
+            IntervalTrigger(seconds=self.leadership.check_every),
+            next_run_time=first,
+            max_instances=1,
+            coalesce=True,
+            id="leadership",
+        )
+        scheduler.add_job(
+            self._safe_tick,
+            IntervalTrigger(seconds=self.tick_seconds),
+            max_instances=1,
+            coalesce=True,
+            id="plan",
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        """Stop the jobs and give up leadership."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        await self.leadership.close()

@@ -1,0 +1,57 @@
+"""Starts planned conversations when their moment comes: the first prompt goes to the outbox.
+
+A planned assignment waits (``pending`` with ``starts_at``) until its person's local fire time. The
+leader starts the due ones in batches, each batch one transaction with its outbox rows, so a crash
+leaves each person either started with their prompt queued or not started at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from conversations.engine import Engine
+from conversations.outgoing import Outgoing, outbox_rows
+from conversations.timing import Timing
+from storage import outbox, people, scheduling
+from storage.engine import Database
+
+log = logging.getLogger(__name__)
+
+
+class Starter:
+    """Turns due planned assignments into first prompts."""
+
+    def __init__(
+        self, db: Database, engine: Engine, timing: Timing, *, platform: str, batch: int = 200
+    ) -> None:
+        self.db, self.engine, self.timing = db, engine, timing
+        self.platform, self.batch = platform, batch
+
+    async def start_due(self, now: datetime) -> int:
+        """Start everything due at ``now``; returns how many conversations started."""
+        started = 0
+        stuck: set[int] = set()  # due but nothing started (a race with their own reply): not retried now
+        while True:
+            async with self.db.sessions() as session, session.begin():
+                due = await scheduling.due_starts(session, now=now, limit=self.batch + len(stuck))
+                person_ids = [p for p in due if p not in stuck][: self.batch]
+                if not person_ids:
+                    return started
+                out: list[Outgoing] = []
+                for person in await people.by_ids(session, person_ids=person_ids):
+                    # the plan was made earlier: leave may have been taken since, or the process
+                    # was down until the evening
+                    allowed = self.timing.allowed_from(person, now, workdays=False)
+                    if allowed > now:
+                        await scheduling.postpone_starts(session, person_id=person.id, now=now, until=allowed)
+                        continue
+                    opened = await self.engine.start_next(
+                        session, person=person, key_prefix=f"start:p{person.id}:{now:%Y%m%d%H%M%S}"
+                    )
+                    if any(o.assignment_id is not None for o in opened):
+                        started += 1
+                    else:
+                        stuck.add(person.id)
+                    out.extend(opened)
+                await outbox.enqueue(session, rows=outbox_rows(out, platform=self.platform))
