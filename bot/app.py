@@ -74,6 +74,7 @@ class App:
             limiter=limiter,
             concurrency=self._delivery_concurrency(settings),
             metrics=self.metrics,
+            lease=timedelta(seconds=settings.delivery_lease_seconds),
         )
         self.scheduler = self._scheduler(settings)
 

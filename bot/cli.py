@@ -114,6 +114,55 @@ def org_show() -> None:
     click.echo(asyncio.run(run()))
 
 
+@main.group()
+def ritual() -> None:
+    """Ritual schedules: when each ritual runs by itself."""
+
+
+@ritual.command("list")
+@click.option(
+    "--country", default="", metavar="CODE", help="Whose calendar 'next' uses (e.g. CN, US, GB-ENG)."
+)
+def ritual_list(country: str) -> None:
+    """Show the schedules in force and when each fires next (in DEFAULT_TIMEZONE)."""
+    from bot.schedule_text import schedules_text
+    from conversations.ritual_loader import load_catalog
+    from scheduler.schedules import ScheduleFileError, load_schedules
+    from storage.clock import utcnow
+
+    settings = _settings()
+    try:
+        catalog = load_catalog(settings.rituals_dir)
+        book = load_schedules(settings.scheduler.file, catalog=catalog)
+    except (RitualFileError, ScheduleFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    text = schedules_text(
+        book,
+        catalog,
+        now=utcnow(),
+        tz=settings.default_timezone,
+        country=country.strip().upper(),
+        locale=settings.default_locale,
+    )
+    click.echo(text)
+
+
+@ritual.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+def ritual_check(file: Path | None) -> None:
+    """Validate a schedules FILE (default: the one in force) against the rituals."""
+    from conversations.ritual_loader import load_catalog
+    from scheduler.schedules import BUILTIN_FILE, ScheduleFileError, load_schedules
+
+    settings = _settings()
+    path = file or settings.scheduler.file or BUILTIN_FILE
+    try:
+        book = load_schedules(path, catalog=load_catalog(settings.rituals_dir))
+    except (RitualFileError, ScheduleFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(t("cli.schedule_ok", settings.default_locale, path=path, count=len(book.schedules)))
+
+
 @main.command()
 @click.option("--as", "as_email", metavar="EMAIL", help="Chat in the console as this person.")
 def run(as_email: str | None) -> None:
@@ -131,16 +180,19 @@ def run(as_email: str | None) -> None:
                 platforms=", ".join(sorted(set(enabled) - ready)),
             )
         )
-    if enabled:
-        from bot.app import serve
+    from scheduler.schedules import ScheduleFileError
 
-        asyncio.run(serve(settings))
-        return
-    if not as_email:
+    if not enabled and not as_email:
         raise click.ClickException(t("cli.run_needs_as", settings.default_locale))
     try:
-        asyncio.run(chat(settings, as_email))
-    except (RitualFileError, NotInOrgError) as exc:
+        if enabled:
+            from bot.app import serve
+
+            asyncio.run(serve(settings))
+        else:
+            asyncio.run(chat(settings, as_email or ""))
+    except (RitualFileError, ScheduleFileError, NotInOrgError) as exc:
+        # a broken rituals or schedules file stops the start with the file and line to fix
         raise click.ClickException(str(exc)) from None
 
 

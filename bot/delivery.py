@@ -51,8 +51,10 @@ class Delivery:
         limiter: RateLimiter | None = None,
         concurrency: int = 4,
         metrics: Metrics | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self.db, self.platforms = db, platforms
+        self.lease = lease
         self.metrics = metrics or Metrics()
         self.limiter = limiter or RateLimiter(per_platform={}, per_recipient={})
         self._slots = asyncio.Semaphore(concurrency)
@@ -76,7 +78,7 @@ class Delivery:
 
     async def drain_once(self, *, limit: int = 100) -> int:
         """Send what is due now; returns how many rows were handled."""
-        lease_until = utcnow() + LEASE
+        lease_until = utcnow() + self.lease
         rows = await self._claim(limit, lease_until)
         # one queue per recipient, in the order the rows were written (a "saved" edit before the
         # next question); different recipients are sent to side by side

@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     snooze_minutes: int = Field(default=120, ge=5)
     # how many recipients the delivery worker sends to at once (each recipient's messages stay in order)
     delivery_concurrency: int = Field(default=4, ge=1, le=256)
+    # how long a sender owns a claimed message: if its process dies, another sends (after checking the
+    # platform does not have it already) once this has passed; longer than any one send may take
+    delivery_lease_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     quiet: QuietSettings = QuietSettings()

@@ -68,7 +68,7 @@ class Schedule(BaseModel):
     at: time
     weekday: int | None = Field(default=None, ge=0, le=6)
     audience: Audience | Literal["everyone"] = "everyone"
-    # days from the latest person's prompt to the cycle's deadline; None: the ritual's own due_days
+    # days from the fire day (the last time zone's) to the cycle's deadline; None: the ritual's due_days
     deadline_days: int | None = Field(default=None, ge=0, le=90)
     reminders: ReminderPolicy = ReminderPolicy()
     enabled: bool = True
