@@ -113,6 +113,7 @@ async def remind_cycle(session: AsyncSession, *, engine: Engine, cycle: Cycle) -
     assert cycle.id is not None
     ritual = await engine.ritual(session, cycle.ritual_id)
     out: list[Outgoing] = []
+    now = utcnow()
     for row in await cycles.completion(session, cycle_id=cycle.id):
         if row.status not in assignments.OPEN:
             continue
@@ -124,11 +125,10 @@ async def remind_cycle(session: AsyncSession, *, engine: Engine, cycle: Cycle) -
         # a queued ritual has nothing to resume yet: it starts when the current one is done
         hint = t("chat.resume_hint" if row.status != "pending" else "cmd.queued_hint", person.locale)
         message = Message(text=text, hint=hint, tone=Tone.PROMPT)
-        out.append(
-            Outgoing(
-                row.person_id, f"c{cycle.id}:remind:{row.assignment_id}:{count}", message, kind="reminder"
-            )
-        )
+        # HR's reminder goes now, except to someone in quiet hours or on leave: at their next moment
+        due_at = engine.timing.allowed_from(person, now, workdays=False)
+        key = f"c{cycle.id}:remind:{row.assignment_id}:{count}"
+        out.append(Outgoing(row.person_id, key, message, kind="reminder", due_at=due_at))
     return out
 
 

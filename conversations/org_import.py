@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,7 +19,17 @@ from conversations.i18n import normalize_locale, t
 from storage.org import ID_PLATFORMS, ROLE_ORDER, OrgRow
 
 REQUIRED_COLUMNS = ("email", "name")
-TEXT_COLUMNS = ("email", "name", "manager_email", "department", "title", "timezone", "country", "locale")
+TEXT_COLUMNS = (
+    "email",
+    "name",
+    "manager_email",
+    "department",
+    "title",
+    "timezone",
+    "country",
+    "locale",
+    "away_until",
+)
 ID_COLUMNS = tuple(f"{platform}_id" for platform in ID_PLATFORMS)
 COLUMNS = (*TEXT_COLUMNS, "roles", *ID_COLUMNS)
 # the database column sizes; checked here so an over-long value is a line-numbered problem, not a crash
@@ -312,7 +323,18 @@ def check_row(raw: RawRow, problems: list[Problem]) -> OrgRow:
         roles=_roles(raw.roles, line, problems),
         ids=dict(raw.ids),
         line=raw.line,
+        away_until=_day(v.get("away_until", ""), line, problems),
     )
+
+
+def _day(value: str, line: tuple[int, ...], problems: list[Problem]) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        problems.append(Problem("bad_date", line, {"field": "away_until", "value": value}))
+        return None
 
 
 def _require_email(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -35,6 +36,8 @@ class OrgRow:
     roles: tuple[str, ...] = ("employee",)
     ids: Mapping[str, str] = field(default_factory=dict)  # platform -> external id
     line: int = 0
+    # last day on leave; None leaves what is stored alone (leave is often told in chat, not the file)
+    away_until: date | None = None
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,9 @@ def find_identity_conflicts(
     return conflicts
 
 
-def _person_updates(person: Person, row: OrgRow) -> dict[str, str]:
+def _person_updates(person: Person, row: OrgRow) -> dict[str, object]:
     # only the columns an org file owns; preferred_locale is the person's own choice and stays
-    wanted = {
+    wanted: dict[str, object] = {
         "name": row.name,
         "department": row.department,
         "title": row.title,
@@ -150,6 +153,8 @@ def _person_updates(person: Person, row: OrgRow) -> dict[str, str]:
         "roles": roles_text(row.roles),
     }
     # roles stored by hand in another order are the same roles, so compare canonical forms
+    if row.away_until is not None:
+        wanted["away_until"] = row.away_until
     current = {k: getattr(person, k) for k in wanted} | {"roles": roles_text(person.roles.split(","))}
     return {k: v for k, v in wanted.items() if current[k] != v}
 
@@ -164,6 +169,7 @@ def _new_person(row: OrgRow) -> Person:
         country=row.country,
         locale=row.locale,
         roles=roles_text(row.roles),
+        away_until=row.away_until,
     )
 
 

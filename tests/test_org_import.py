@@ -179,6 +179,20 @@ async def test_preferred_locale_survives_reimport(db: Database, tmp_path: Path) 
     assert (stored.locale, stored.preferred_locale) == ("zh-CN", "en")
 
 
+async def test_leave_in_the_org_file_is_stored_and_an_empty_cell_keeps_leave_told_in_chat(
+    db: Database, tmp_path: Path
+) -> None:
+    await import_org_file(
+        db, write_yaml(tmp_path, edit(sample_people(), "li.lei@example.com", away_until="2026-12-10"))
+    )
+    assert str((await person(db, "li.lei@example.com")).away_until) == "2026-12-10"
+
+    report = await import_org_file(db, SAMPLE_YAML)  # no away_until column: leave is not cleared
+
+    assert report.changed_fields == {}
+    assert str((await person(db, "li.lei@example.com")).away_until) == "2026-12-10"
+
+
 async def test_csv_and_yaml_give_the_same_people(db: Database) -> None:
     def without_lines(path: Path) -> list[Any]:
         return [dataclasses.replace(r, line=0) for r in parse_org_file(path)]
@@ -304,6 +318,12 @@ REFUSALS = [
         BAD_TIMEZONE,
         "Line 3: Asia/Beijing is not an IANA time zone (for example Asia/Shanghai or America/Los_Angeles)",
         id="bad-timezone",
+    ),
+    pytest.param(
+        "org.yaml",
+        "people:\n  - {email: a@example.com, name: A, away_until: 2026-13-01}\n",
+        "Line 2: away_until: 2026-13-01 is not a date like 2026-12-10",
+        id="bad-away-date",
     ),
     pytest.param(
         "org.yaml",

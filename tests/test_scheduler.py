@@ -284,3 +284,21 @@ async def test_a_snoozed_prompt_comes_back_when_asked_and_is_not_nudged_meanwhil
     planned.clock.now = utc(2026, 11, 27, 12, 1)  # four hours after the prompt: she is snoozed
     await planned.tick()
     assert await kinds_sent(planned, SH, "reminder") == 1  # the snooze's own, no nudge
+
+
+async def test_hr_remind_waits_for_the_end_of_quiet_hours_where_it_is_night(planned: Chat) -> None:
+    planned.clock.now = utc(2026, 11, 27, 15, 0)  # 23:00 in Shanghai, 15:00 in London, 10:00 in New York
+    await planned.say(HR, f"cycle start weekly --people {LDN},{NY}")
+    await planned.say(HR, "cycle remind 1")
+    assert await kinds_sent(planned, LDN, "reminder") == 1
+    assert await kinds_sent(planned, NY, "reminder") == 1
+    await planned.say(HR, f"cycle start weekly --people {SH}")  # she is asleep: deferred to 09:00
+    planned.clock.now = utc(2026, 11, 28, 1, 0)
+    await planned.tick()
+    assert await weekly_intros(planned, SH) == 1
+    planned.clock.now = utc(2026, 11, 28, 14, 0)  # 22:00 in Shanghai
+    await planned.say(HR, "cycle remind 1")
+    assert await kinds_sent(planned, SH, "reminder") == 0
+    planned.clock.now = utc(2026, 11, 29, 1, 0)  # 09:00 in Shanghai (a Sunday: HR asked, so it goes)
+    await planned.tick()
+    assert await kinds_sent(planned, SH, "reminder") == 1
