@@ -106,10 +106,24 @@ async def check_slack(settings: Settings, locale: str) -> list[Finding]:
     return findings
 
 
+def check_schedules(settings: Settings, locale: str) -> Finding:
+    """The rituals and the schedules file in force load, or the file and line to fix."""
+    from conversations.ritual_loader import RitualFileError, load_catalog
+    from scheduler.schedules import BUILTIN_FILE, ScheduleFileError, load_schedules
+
+    path = settings.scheduler.file or BUILTIN_FILE
+    try:
+        book = load_schedules(path, catalog=load_catalog(settings.rituals_dir))
+    except (RitualFileError, ScheduleFileError) as exc:
+        return Finding("SCHEDULER_FILE", False, t("doctor.schedules_bad", locale, error=str(exc)))
+    running = len(book.enabled()) if settings.scheduler.enabled else 0
+    return Finding("SCHEDULER_FILE", True, t("doctor.schedules_ok", locale, count=running, path=path))
+
+
 async def run_checks(settings: Settings) -> list[Finding]:
     """Every check that applies to these settings."""
     locale = settings.default_locale
-    findings = [await check_database(settings, locale)]
+    findings = [await check_database(settings, locale), check_schedules(settings, locale)]
     if settings.slack.enabled:
         findings.extend(await check_slack(settings, locale))
     if not settings.enabled_platforms():

@@ -128,7 +128,9 @@ def test_everything_configured_right_is_all_ticks(db_url: str, slack: Callable[.
 
     assert result.exit_code == 0, result.output
     found = lines(result)
-    assert set(found) == {"DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"}, result.output
+    assert set(found) == {"DATABASE_URL", "SCHEDULER_FILE", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"}, (
+        result.output
+    )
     assert all(line.startswith("✓") for line in found.values()), result.output
     assert found["DATABASE_URL"] == "✓ " + t("doctor.db_ok", "en", revision=revisions()[-1])
     assert found["SLACK_BOT_TOKEN"] == "✓ " + t("doctor.slack_ok", "en", team="Cadence (fake)")
@@ -148,6 +150,19 @@ def test_without_a_chat_platform_it_checks_the_database_and_says_the_console_is_
     assert found["DATABASE_URL"].startswith("✓")
     assert found["*_ENABLED"] == "✓ " + t("doctor.no_platform", "en")
     assert "SLACK_BOT_TOKEN" not in found
+    assert found["SCHEDULER_FILE"].startswith("✓ 3 ritual schedule(s) running from ")
+
+
+def test_a_broken_schedules_file_is_named_with_its_line(sqlite_db: str, tmp_path: Path) -> None:
+    broken = tmp_path / "schedules.yaml"
+    broken.write_text("schedules:\n  - ritual: weekly_recap\n    when: monthly\n    at: '10:00'\n")
+
+    result = doctor(sqlite_db, SCHEDULER_FILE=str(broken))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["SCHEDULER_FILE"].startswith(f"✗ {broken}:3: schedules.0.when: Input should be")
+    assert found["DATABASE_URL"].startswith("✓")
 
 
 def test_it_speaks_the_default_locale(sqlite_db: str, slack: Callable[..., SlackFake]) -> None:
@@ -264,7 +279,7 @@ def test_slack_unreachable_names_the_url_to_check(sqlite_db: str) -> None:
 def test_slack_unreachable_is_one_finding_not_three(sqlite_db: str) -> None:
     result = doctor(sqlite_db, **slack_env(None, SLACK_API_URL=f"http://127.0.0.1:{closed_port()}/api/"))
 
-    assert set(lines(result)) == {"DATABASE_URL", "SLACK_API_URL"}, result.output
+    assert set(lines(result)) == {"DATABASE_URL", "SCHEDULER_FILE", "SLACK_API_URL"}, result.output
 
 
 def test_an_api_url_that_is_not_slacks_web_api_is_named(
@@ -346,7 +361,8 @@ async def test_run_checks_reports_each_problem_as_a_finding(db_url: str) -> None
 
     assert [(f.subject, f.ok) for f in findings] == [
         ("DATABASE_URL", True),
+        ("SCHEDULER_FILE", True),
         ("SLACK_BOT_TOKEN", False),
         ("SLACK_APP_TOKEN", False),
     ]
-    assert "users:read.email" in findings[1].detail
+    assert "users:read.email" in findings[2].detail
