@@ -33,6 +33,8 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    # APScheduler logs every job run at INFO: several lines a second of nothing
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @main.group()
@@ -188,6 +190,10 @@ def run(as_email: str | None) -> None:
         if enabled:
             from bot.app import serve
 
+            # the service logs at LOG_LEVEL (-v still shows INFO when LOG_LEVEL is stricter); the
+            # console chat keeps the terminal quiet
+            root = logging.getLogger()
+            root.setLevel(min(root.level, logging.getLevelNamesMapping()[settings.log_level]))
             asyncio.run(serve(settings))
         else:
             asyncio.run(chat(settings, as_email or ""))

@@ -35,6 +35,10 @@ MAX_ATTEMPTS = 8
 MAX_RATE_LIMITED_ATTEMPTS = 100
 
 
+class LeaseLostError(RuntimeError):
+    """Another sender claimed the row after this one's lease ran out: this one must not send it."""
+
+
 def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter, in seconds."""
     return random.uniform(0, min(cap, base * 2**attempt))
@@ -91,7 +95,12 @@ class Delivery:
     async def _send_in_order(self, queue: list[OutboxRow], lease_until: datetime) -> None:
         async with self._slots:
             for n, row in enumerate(queue):
-                retry_at = await self._deliver(row, lease_until)
+                try:
+                    retry_at = await self._deliver(row, lease_until)
+                except LeaseLostError:
+                    # another process owns this person's messages now; it sends the rest, in order
+                    log.warning("outbox row %s was taken over by another sender before it was sent", row.id)
+                    return
                 if retry_at is not None:
                     # the rest wait behind it, so the person still reads things in order
                     rest = [r.id for r in queue[n + 1 :]]
@@ -142,6 +151,7 @@ class Delivery:
                 )
                 return None
         await self.limiter.acquire(row.platform, recipient, new_message=not earlier)
+        lease_until = await self._hold(row, lease_until)
         try:
             if earlier:
                 await platform.update(recipient, earlier, message, key=row.idempotency_key)
@@ -160,6 +170,21 @@ class Delivery:
             return await self._failed(row, lease_until, exc, None, False, in_doubt=True)
         await self._record(row, lease_until, status="sent", platform_message_id=message_id)
         return None
+
+    async def _hold(self, row: OutboxRow, lease_until: datetime) -> datetime:
+        """Make sure the claim outlasts the send about to start; returns the lease to record under.
+
+        A batch's later rows can wait a long time (behind the rate limiter, a Retry-After pause, a
+        person's earlier messages). Once less than half the lease is left, it is renewed; if another
+        process took the row over meanwhile, this one must not send it too.
+        """
+        if lease_until - utcnow() > self.lease / 2:
+            return lease_until
+        renewed = utcnow() + self.lease
+        async with self.db.sessions() as session, session.begin():
+            if not await outbox.renew(session, outbox_id=row.id, lease_until=lease_until, until=renewed):
+                raise LeaseLostError(row.id)
+        return renewed
 
     async def _recipient(self, session: AsyncSession, row: OutboxRow) -> tuple[str | None, str | None]:
         """The platform's id for the recipient if known; else the email to look them up by."""

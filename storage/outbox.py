@@ -170,3 +170,13 @@ async def release(session: AsyncSession, *, ids: list[int], due_at: datetime, le
             .where(OUT.c.id.in_(ids), OUT.c.status == "sending", OUT.c.due_at == lease_until)
             .values(status="pending", due_at=due_at)
         )
+
+
+async def renew(session: AsyncSession, *, outbox_id: int, lease_until: datetime, until: datetime) -> bool:
+    """Extend this sender's claim on a row to ``until``; False if the claim was lost meanwhile."""
+    stmt = (
+        update(OUT)
+        .where(OUT.c.id == outbox_id, OUT.c.status == "sending", OUT.c.due_at == lease_until)
+        .values(due_at=until)
+    )
+    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
