@@ -78,11 +78,15 @@ class Planner:
             if await cycles.find_cycle(session, ritual_key=ritual.key, period=label) is not None:
                 return None
             who = schedule.who
-            audience = await people.audience(
-                session, departments=list(who.departments), emails=list(who.people)
-            )
+            scope = {"departments": list(who.departments), "emails": list(who.people)}
+            # every tick asks, for days before the fire time: the time zones and countries tell when
+            # the first fire is without reading every person
+            earliest = self._earliest_fire(schedule, period_start, await people.places(session, **scope))
+            if earliest is None or now < earliest - LEAD:
+                return None
+            audience = await people.audience(session, **scope)
             fires = self._fire_times(schedule, period_start, audience)
-            if not fires or now < min(fires.values()) - LEAD:
+            if not fires:
                 return None
             starts = {
                 person.id: self.timing.allowed_from(person, max(fires[person.id], now), workdays=True)
@@ -102,7 +106,7 @@ class Planner:
                 digest=digest(ritual),
                 body=ritual.model_dump(mode="json", by_alias=True),
             )
-            scope = {
+            cycle_scope = {
                 "schedule": schedule.ritual,
                 "departments": list(who.departments),
                 "people": list(who.people),
@@ -113,7 +117,7 @@ class Planner:
                 ritual_key=ritual.key,
                 ritual_id=ritual_id,
                 period=label,
-                scope=scope,
+                scope=cycle_scope,
                 due_at=due_at,
                 started_by_id=None,
             )
@@ -130,6 +134,16 @@ class Planner:
         )  # fmt: skip
         return planned
 
+    def _earliest_fire(
+        self, schedule: Schedule, period_start: date, places: list[tuple[str, str]]
+    ) -> datetime | None:
+        fires = [self._fire(schedule, period_start, tz, country) for tz, country in places]
+        return min((f for f in fires if f is not None), default=None)
+
+    def _fire(self, schedule: Schedule, period_start: date, tz: str, country: str) -> datetime | None:
+        calendar = self.timing.calendar(country)
+        return fire_time(schedule.rule, period_start=period_start, tz=tz, calendar=calendar)
+
     def _fire_times(
         self, schedule: Schedule, period_start: date, audience: list[PersonRow]
     ) -> dict[int, datetime]:
@@ -142,12 +156,7 @@ class Planner:
         for person in audience:
             place = (person.timezone, person.country)
             if place not in by_place:
-                by_place[place] = fire_time(
-                    schedule.rule,
-                    period_start=period_start,
-                    tz=person.timezone,
-                    calendar=self.timing.calendar(person.country),
-                )
+                by_place[place] = self._fire(schedule, period_start, *place)
             fire = by_place[place]
             if fire is not None:
                 fires[person.id] = fire
