@@ -33,6 +33,13 @@ LEASE = timedelta(seconds=60)
 # "later", not a failure, so rate-limited attempts may go on much longer
 MAX_ATTEMPTS = 8
 MAX_RATE_LIMITED_ATTEMPTS = 100
+# a wait for a recipient's pace shorter than this is slept through; a longer one frees the sender
+PACE_SLACK = 0.05
+
+
+def _pace_key(row: OutboxRow) -> str:
+    """Whom a row goes to, as the per-recipient pace and the send queues count them."""
+    return row.recipient or f"person:{row.person_id}"
 
 
 class LeaseLostError(RuntimeError):
@@ -68,6 +75,16 @@ class Delivery:
         """Something was queued: look now instead of at the next tick."""
         self._kick.set()
 
+    def _recipient_wait(self, row: OutboxRow) -> float:
+        if row.payload.get("replaces"):
+            return 0.0  # an edit of an earlier message is not a new message in the conversation
+        return self.limiter.recipient_wait(row.platform, _pace_key(row))
+
+    def _wake_at(self, moment: datetime) -> None:
+        """Look again at ``moment`` (rows given back for a recipient's pace come due then)."""
+        delay = max(0.0, (moment - utcnow()).total_seconds())
+        asyncio.get_running_loop().call_later(delay, self._kick.set)
+
     async def _claim(self, limit: int, lease_until: datetime) -> list[OutboxRow]:
         async with self.db.sessions() as session, session.begin():
             claimed = await outbox.claim_due(
@@ -88,13 +105,23 @@ class Delivery:
         # next question); different recipients are sent to side by side
         queues: dict[tuple[str, str], list[OutboxRow]] = defaultdict(list)
         for row in rows:
-            queues[(row.platform, row.recipient or f"person:{row.person_id}")].append(row)
+            queues[(row.platform, _pace_key(row))].append(row)
         await asyncio.gather(*(self._send_in_order(queue, lease_until) for queue in queues.values()))
         return len(rows)
 
     async def _send_in_order(self, queue: list[OutboxRow], lease_until: datetime) -> None:
         async with self._slots:
             for n, row in enumerate(queue):
+                wait = self._recipient_wait(row) if n else 0.0
+                if wait > PACE_SLACK:
+                    # this person's next message must wait (Slack: one a second per conversation):
+                    # give the rest back for later and free the sender for other people meanwhile
+                    later = utcnow() + timedelta(seconds=wait)
+                    async with self.db.sessions() as session, session.begin():
+                        rest = [r.id for r in queue[n:]]
+                        await outbox.release(session, ids=rest, due_at=later, lease_until=lease_until)
+                    self._wake_at(later)
+                    return
                 try:
                     retry_at = await self._deliver(row, lease_until)
                 except LeaseLostError:
@@ -150,7 +177,7 @@ class Delivery:
                     row, lease_until, status="sent", platform_message_id=found, outcome="found"
                 )
                 return None
-        await self.limiter.acquire(row.platform, recipient, new_message=not earlier)
+        await self.limiter.acquire(row.platform, _pace_key(row), new_message=not earlier)
         lease_until = await self._hold(row, lease_until)
         try:
             if earlier:

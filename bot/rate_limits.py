@@ -55,6 +55,12 @@ class RateLimiter:
         if delay > 0:
             await self._sleep(delay)
 
+    def recipient_wait(self, platform: str, recipient: str) -> float:
+        """Seconds until a new message to ``recipient`` is allowed (0 when it is now); books nothing."""
+        if not self.per_recipient.get(platform):
+            return 0.0
+        return max(0.0, self._next_recipient.get((platform, recipient), 0.0) - self._clock())
+
     def pause(self, platform: str, seconds: float) -> None:
         """The platform said Retry-After: nothing goes to it for ``seconds``."""
         self._paused_until[platform] = max(self._paused_until.get(platform, 0.0), self._clock() + seconds)

@@ -3,6 +3,7 @@ the time the platform asks for, dead rows, obsolete prompts, updates of earlier 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -13,8 +14,9 @@ import pytest
 from sqlmodel import col, select
 
 from bot.app import App
-from bot.delivery import LEASE, MAX_ATTEMPTS
+from bot.delivery import LEASE, MAX_ATTEMPTS, Delivery
 from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
+from bot.rate_limits import RateLimiter
 from conversations.i18n import t
 from conversations.messages import Message
 from conversations.org_service import import_org_file
@@ -416,3 +418,36 @@ async def test_different_recipients_are_sent_to_side_by_side(rig: Rig) -> None:
     for recipient in recipients:
         keys = [c.key for c in rig.platform.to(recipient)]
         assert keys == sorted(keys, key=written.index)
+
+
+async def test_a_recipients_pace_frees_the_sender_for_other_people(rig: Rig) -> None:
+    """One sender, one new message a second per person: the second person is not held up behind
+    the first one's second message (it is given back, due when its pace allows)."""
+    limiter = RateLimiter(
+        per_platform={}, per_recipient={"console": 1.0}, clock=lambda: rig.clock.now.timestamp()
+    )
+    delivery = Delivery(rig.app.db, {"console": rig.platform}, limiter=limiter, concurrency=1)
+    async with rig.app.db.sessions() as session, session.begin():
+        rows = [
+            {
+                "idempotency_key": f"{who}{n}",
+                "recipient": who,
+                "platform": "console",
+                "kind": "text",
+                "payload": Message(text=f"{who} {n}").model_dump(mode="json"),
+            }
+            for who in ("ann", "bob")
+            for n in (1, 2)
+        ]
+        await outbox.enqueue(session, rows=rows)
+
+    async with asyncio.timeout(5):  # a sender that slept through the pace would wait on the real clock
+        await delivery.drain()
+    assert [c.key for c in rig.platform.calls] == ["ann1", "bob1"]
+    waiting = {r.idempotency_key: r for r in await rig.rows() if r.status == "pending"}
+    assert sorted(waiting) == ["ann2", "bob2"]
+    assert all(r.due_at == rig.clock.now + timedelta(seconds=1) for r in waiting.values())
+
+    rig.clock.advance(seconds=1)
+    await delivery.drain()
+    assert [c.key for c in rig.platform.calls] == ["ann1", "bob1", "ann2", "bob2"]
