@@ -1,0 +1,773 @@
+"""Benchmark a scheduled fan-out: the planner opens a cycle for N people and every prompt reaches Slack.
+
+Run as ``python benchmarks/fanout.py``. It prints one JSON line per case::
+
+    {"benchmark": "fanout", "platform": "slack", "db": "sqlite", "people": 10000, "limit_per_s": null,
+     "delivered_per_s": ..., "duplicates": 0, "lost": 0, "peak_rss_mb": ..., ...}
+    {"benchmark": "fanout", ..., "people": 1000, "limit_per_s": 50, "limit_utilisation": ...,
+     "http_429": ..., ...}
+
+Cases (``--cases``, by default all four): ``unlimited`` on SQLite and on PostgreSQL (``--people``,
+10,000), then ``limited`` on both (``--limited-people``, 1,000), with the fake enforcing
+``--limit-per-s`` (50) calls of chat.postMessage a second overall and ``--per-channel-per-s`` (1) per
+channel, as Slack does. Each case runs in a child process of its own, so ``peak_rss_mb`` is that
+case's Cadence process (``ru_maxrss``). PostgreSQL is the database at ``--postgres-url``
+(``CADENCE_BENCH_POSTGRES_URL``), whose public schema the benchmark drops and recreates under the
+advisory lock ``benchmarks/engine.py`` takes; an unreachable server prints an ``error`` line.
+
+The Slack fake (``tests/fakes/slack.py``) runs in a process of its own with its own event loop, so it
+does not take the measured process's CPU (a 2-core machine: one core each); a pipe gives its port and,
+at the end, its counters. Cadence is the real thing: ``App`` with the Slack platform connected over
+Socket Mode, sending through slack_sdk's ``AsyncWebClient`` and aiohttp.
+
+Setup (not timed): a fresh database, migrations, an org of N people (time zone UTC, country GB,
+zh-CN and en alternating; the org file carries each person's Slack id, as ``examples/org.csv`` does,
+so no users.lookupByEmail happens: ``--identities lookup`` leaves them out and measures a first
+fan-out that learns them) imported from a separate process as ``cadence org import`` would, and a
+schedule: weekly_recap every Wednesday at 10:00 local time. Cadence's clock (``storage.clock``)
+starts at Wednesday 2026-11-25 10:00 UTC and runs at wall-clock speed from there (Retry-After pauses
+and retries are due times on that clock).
+
+Timed phase: with the delivery worker running as ``cadence run`` runs it (``Delivery.run``), one
+scheduler tick at 10:00 (``SchedulerService.tick``: the planner opens the cycle for everyone, the
+starter starts each conversation, each with an intro and a first question in the outbox), until the
+fake has stored the last of the 2N messages. ``delivered_per_s`` = people reached with both messages
+/ the seconds from the tick's start to the fake storing (and answering) the last message;
+``messages_per_s`` likewise. ``splits_s`` says when (seconds after the tick's start) the planner and
+the starter ran and the first message arrived; ``cpu_s`` the CPU seconds Cadence and the fake used
+meanwhile (Cadence's close to ``seconds``: it was CPU-bound). ``--profile FILE`` (with ``--case`` and
+``--db``: one case in this process) writes a cProfile of the timed phase.
+
+Checked afterwards, once the outbox is settled: ``lost`` = people without both of their messages in
+Slack; ``duplicates`` = outbox keys stored in Slack more than once (message metadata); every outbox
+row sent. The benchmark gives up after 180 s (unlimited) or 20 s + 1.5 x the time the limit needs
+(limited: 80 s for 2,000 messages at 50/s); people whose rows are then still queued are ``late``, not
+lost. A wrong count, or giving up, adds an ``error`` field and makes the exit code non-zero.
+
+The limited case runs Cadence as a deployment would be configured for Slack: its published "1 message
+per second per channel" as ``SLACK_PER_RECIPIENT_PER_S=1`` (the default), no workspace-wide cap
+(``SLACK_RATE_PER_S`` unset: Slack publishes no number, its 429s carry Retry-After, which Cadence
+honours), ``DELIVERY_CONCURRENCY`` as configured (default: the setting's default). The JSON line
+names this under ``cadence_pacing``; ``--cadence-rate-per-s``, ``--cadence-per-recipient-per-s`` and
+``--concurrency`` try others. ``limit_utilisation`` = the rate the fake admitted (first to last
+admitted call) / ``limit_per_s``; ``http_429_by_limit`` says which of the fake's limits refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+# run as a script: make the project importable without relying on an installed package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bot.app import App, platforms_from
+from bot.settings import (
+    DingtalkSettings,
+    FeishuSettings,
+    JiraSettings,
+    SchedulerSettings,
+    Settings,
+    SlackSettings,
+)
+from conversations.org_service import import_org_file
+from storage.clock import set_clock
+from storage.engine import Database
+from tests.fakes.slack import PROXY_ENV_VARS, SlackFake
+
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "CADENCE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/cadence_bench"
+)
+BOT_TOKEN = "xoxb-2718281828-3141592653-FanoutFanoutFanout0001"
+APP_TOKEN = "xapp-1-A0CADENCE-1618033988-FanoutFanoutFanout0002"
+# a Wednesday, a workday in Great Britain; 10:00 UTC is outside the default quiet hours (20:00-09:00)
+FIRE = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+SCHEDULES = """\
+days_off: []
+schedules:
+  - ritual: weekly_recap
+    when: weekday
+    weekday: 2
+    at: "10:00"
+    reminders: {after_hours: 20, max: 1}
+"""
+PER_PERSON = 2  # the intro and the first question
+KINDS = ("intro", "prompt")
+# the advisory lock benchmarks/engine.py takes on the same database ("CADBENCH" in ASCII): keep equal
+LOCK_KEY = 0x4341444245_4E4348 % 2**63
+LOCK_WAIT = 600
+UNLIMITED_WAIT = 180.0
+SETTLE = 30.0  # seconds the outbox may take to settle after the last message arrived
+ORG_COLUMNS = (
+    "email",
+    "name",
+    "manager_email",
+    "department",
+    "title",
+    "timezone",
+    "country",
+    "locale",
+    "roles",
+    "slack_id",
+)
+
+log = logging.getLogger("benchmarks.fanout")
+
+
+class BenchmarkError(RuntimeError):
+    """The run finished (or stalled) but Cadence did not do what it should."""
+
+
+class Unreachable(RuntimeError):
+    """The PostgreSQL server could not be reached (or logged into)."""
+
+
+# --- the Slack fake, in a process of its own ---------------------------------------------------
+
+
+class CountingFake(SlackFake):
+    """The fake, counting outbox keys as messages are stored and noting when the last one came.
+
+    Every per-call addition is O(1); so is users.lookupByEmail here (the fake's own scans the whole
+    workspace per call, which at 10,000 people would measure the fake, not Cadence).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.keys: Counter[str] = Counter()
+        self.first_at: float | None = None  # time.monotonic() (system-wide on Linux) of the first post
+        self.last_at: float | None = None  # ... and of the newest post with a new key
+        self._target: tuple[int, asyncio.Future[None]] | None = None
+        self._by_email: dict[str, Any] = {}
+        self.refused_by: Counter[str] = Counter()  # which of ``limit``'s buckets refused a call
+
+    def _chat_post_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        answer = super()._chat_post_message(body)
+        metadata = answer["message"].get("metadata") or {}
+        key = str((metadata.get("event_payload") or {}).get("key", ""))
+        now = time.monotonic()
+        self.first_at = self.first_at or now
+        self.keys[key] += 1
+        if self.keys[key] == 1:
+            self.last_at = now
+            if self._target is not None and len(self.keys) >= self._target[0]:
+                _, future = self._target
+                if not future.done():
+                    future.set_result(None)
+        return answer
+
+    def _limited(self, method: str, body: dict[str, Any], headers: dict[str, str]) -> web.Response | None:
+        refused = super()._limited(method, body, headers)
+        if refused is not None and self._limits is not None:
+            # the buckets were just brought up to date: an empty overall one is the workspace's limit
+            overall = self._limits.overall
+            self.refused_by["overall" if overall is not None and overall.tokens < 1 else "per_channel"] += 1
+        return refused
+
+    def _users_lookup_by_email(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not self._by_email:
+            self._by_email = {u.email.lower(): u for u in self._users.values() if u.email is not None}
+        user = self._by_email.get(str(body.get("email") or "").strip().lower())
+        if user is None:
+            return super()._users_lookup_by_email(body)
+        return {"ok": True, "user": self._user_json(user)}
+
+    async def wait_keys(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` different keys are stored; False if ``timeout`` passed first."""
+        if len(self.keys) >= count:
+            return True
+        future = asyncio.get_running_loop().create_future()
+        self._target = (count, future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._target = None
+        return True
+
+    def report(self) -> dict[str, Any]:
+        stats = self.limit_stats
+        return {
+            "keys": dict(self.keys),
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "http_429": self.http_429,
+            "refused_by": dict(self.refused_by),
+            "http_500": self.http_500,
+            "calls": dict(self.call_counts),
+            "admitted": stats.admitted,
+            "refused": stats.refused,
+            "achieved_per_s": stats.achieved_per_s(),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "cpu_s": cpu_seconds(),
+        }
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def fake_main(conn: Connection, users: dict[str, str]) -> None:
+    """The fake process: serve Slack on 127.0.0.1 and answer the benchmark's requests on ``conn``."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(_serve_fake(conn, users))
+
+
+async def _serve_fake(conn: Connection, users: dict[str, str]) -> None:
+    fake = CountingFake(users=users, record_calls=False)
+    await fake.start()
+    conn.send(fake.base_url)
+    try:
+        while True:
+            request = await asyncio.to_thread(conn.recv)
+            op = request[0]
+            if op == "limit":
+                fake.limit(request[1], request[2])
+                conn.send(True)
+            elif op == "wait":
+                conn.send(await fake.wait_keys(request[1], request[2]))
+            elif op == "report":
+                conn.send(fake.report())
+            elif op == "stop":
+                break
+    finally:
+        await fake.stop()
+        conn.send("stopped")
+
+
+class FakeProcess:
+    """The benchmark's side of the fake process: one request at a time, answered over a pipe."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=fake_main, args=(child, users), name="slack-fake", daemon=True)
+        self._lock = asyncio.Lock()
+        self.base_url = ""
+
+    async def start(self) -> str:
+        self._process.start()
+        self.base_url = str(await asyncio.to_thread(self._recv, 60.0))
+        return self.base_url
+
+    def _recv(self, timeout: float) -> Any:
+        if not self._conn.poll(timeout):
+            raise BenchmarkError(f"the Slack fake process did not answer within {timeout:.0f}s")
+        return self._conn.recv()
+
+    async def request(self, *request: Any, timeout: float = 60.0) -> Any:
+        async with self._lock:
+            self._conn.send(request)
+            return await asyncio.to_thread(self._recv, timeout)
+
+    async def stop(self) -> None:
+        if self._process.is_alive():
+            with contextlib.suppress(BenchmarkError, OSError, EOFError):
+                await self.request("stop", timeout=10.0)
+        await asyncio.to_thread(self._process.join, 10.0)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+# --- the org, imported as `cadence org import` would (another process) --------------------------
+
+
+def write_org(path: Path, people: int, *, with_ids: bool) -> dict[str, str]:
+    """A CSV org of ``people`` in UTC: one HR admin, ~5% managers, the rest employees.
+
+    Returns email -> Slack user id (the fake's workspace); the file carries the ids if ``with_ids``.
+    """
+    managers = max(1, min(50, (people - 1) // 20))
+    head = "manager00000@fanout.example.com"
+    rows = [("hr", 0, head, "People")]
+    rows += [("manager", m, "" if m == 0 else head, f"Dept {m:02d}") for m in range(managers)]
+    rows += [
+        ("employee", e, f"manager{e % managers:05d}@fanout.example.com", f"Dept {e % managers:02d}")
+        for e in range(people - 1 - managers)
+    ]
+    users: dict[str, str] = {}
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(ORG_COLUMNS)
+        for n, (role, i, manager, department) in enumerate(rows):
+            email = f"{role}{i:05d}@fanout.example.com"
+            users[email] = f"UF{n:07d}"
+            chinese = n % 2 == 0
+            writer.writerow(
+                [
+                    email,
+                    f"测试{role}{i}" if chinese else f"Fanout {role.title()} {i}",
+                    manager,
+                    department,
+                    role,
+                    "UTC",
+                    "GB",
+                    "zh-CN" if chinese else "en",
+                    {"hr": "hr", "manager": "manager"}.get(role, ""),
+                    users[email] if with_ids else "",
+                ]
+            )
+    return users
+
+
+def import_main(url: str, path: str) -> None:
+    """The org import process."""
+    asyncio.run(_import(url, Path(path)))
+
+
+async def _import(url: str, path: Path) -> None:
+    db = Database(url, pool_size=1)
+    try:
+        await import_org_file(db, path)
+    finally:
+        await db.dispose()
+
+
+async def import_org(url: str, path: Path) -> None:
+    """Import the org from a process of its own, so its memory is not this process's peak."""
+    process = multiprocessing.get_context("spawn").Process(target=import_main, args=(url, str(path)))
+    process.start()
+    await asyncio.to_thread(process.join)
+    if process.exitcode != 0:
+        raise BenchmarkError(f"the org import process exited with {process.exitcode}")
+
+
+# --- a PostgreSQL database the benchmark owns (as benchmarks/engine.py does) -------------------
+
+
+def _unreachable(url: str, exc: Exception) -> Unreachable:
+    shown = make_url(url).render_as_string(hide_password=True)
+    return Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}")
+
+
+async def ensure_database(url: str) -> None:
+    """Create the benchmark's database on first use (through the server's own "postgres" database)."""
+    target = make_url(url)
+    server = Database(target.set(database="postgres").render_as_string(hide_password=False), pool_size=1)
+    try:
+        async with server.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            exists = await conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}
+            )
+            if exists.scalar() is None:
+                await conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
+        raise _unreachable(url, exc) from exc
+    finally:
+        await server.dispose()
+
+
+@contextlib.asynccontextmanager
+async def owning(url: str) -> AsyncIterator[None]:
+    """Hold the benchmarks' advisory lock for the whole run, then start from an empty public schema."""
+    database = Database(url, pool_size=1)
+    try:
+        try:
+            conn = await database.engine.connect()
+        except Exception as exc:
+            raise _unreachable(url, exc) from exc
+        try:
+            await conn.execute(text(f"SET lock_timeout = '{LOCK_WAIT}s'"))
+            if not (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar():
+                log.warning("another benchmark is using this database; waiting up to %ds", LOCK_WAIT)
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+            await conn.commit()  # the lock belongs to the session, not to this transaction
+            yield
+        finally:
+            await conn.close()  # closing the session releases the lock
+    finally:
+        await database.dispose()
+
+
+# --- one case ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """What one child process measures."""
+
+    mode: str  # "unlimited" or "limited"
+    db: str  # "sqlite" or "postgresql"
+    people: int
+    limit_per_s: float | None
+    per_channel_per_s: float | None
+    concurrency: int | None  # DELIVERY_CONCURRENCY; None: the setting's default
+    rate_per_s: float | None  # Cadence's own pacing: SLACK_RATE_PER_S
+    per_recipient_per_s: float | None  # ... and SLACK_PER_RECIPIENT_PER_S
+    identities: str  # "known" (in the org file) or "lookup" (learned by users.lookupByEmail)
+    profile: str | None
+
+
+def settings_for(case: Case, url: str, api_url: str, schedules: Path) -> Settings:
+    """Only the database, the schedule and Slack (on the fake): nothing from the machine's environment."""
+    slack = SlackSettings(
+        enabled=True,
+        bot_token=BOT_TOKEN,
+        app_token=APP_TOKEN,
+        api_url=api_url,
+        rate_per_s=case.rate_per_s,
+        per_recipient_per_s=case.per_recipient_per_s,
+    )
+    extra: dict[str, Any] = {}
+    if case.concurrency is not None:
+        extra["delivery_concurrency"] = case.concurrency
+    return Settings(
+        _env_file=None,
+        database_url=url,
+        log_level="WARNING",
+        default_timezone="UTC",
+        scheduler=SchedulerSettings(file=schedules),
+        slack=slack,
+        feishu=FeishuSettings(),
+        dingtalk=DingtalkSettings(),
+        jira=JiraSettings(),
+        **extra,
+    )
+
+
+def running_clock(start: datetime) -> Callable[[], datetime]:
+    """Cadence's clock: ``start`` now, then moving with the wall clock (so Retry-After pauses end)."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def timed(record: dict[str, float], name: str, t0: Callable[[], float], method: Any) -> Any:
+    """``method``, noting in ``record`` when (seconds after ``t0()``) each call started and ended."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        record[f"{name}_from_s"] = time.monotonic() - t0()
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            record[f"{name}_until_s"] = time.monotonic() - t0()
+
+    return wrapper
+
+
+async def scalar(db: Database, sql: str) -> int:
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def settle(db: Database, timeout: float) -> int:
+    """Wait until no outbox row is pending or being sent; returns how many still are at the end."""
+    unsettled = "select count(*) from outbox where status in ('pending', 'sending')"
+    deadline = time.monotonic() + timeout
+    while (left := await scalar(db, unsettled)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
+async def run_case(case: Case, workdir: Path, postgres_url: str) -> dict[str, Any]:
+    """Set up, time the fan-out and verify; returns the JSON record."""
+    if case.db == "sqlite":
+        return await _run_case(case, f"sqlite:///{workdir / 'cadence.db'}", workdir)
+    await ensure_database(postgres_url)
+    async with owning(postgres_url):
+        return await _run_case(case, postgres_url, workdir)
+
+
+async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
+    org, schedules = workdir / "org.csv", workdir / "schedules.yaml"
+    users = write_org(org, case.people, with_ids=case.identities == "known")
+    schedules.write_text(SCHEDULES, encoding="utf-8")
+    fake = FakeProcess(users)
+    api_url = await fake.start()
+    settings = settings_for(case, url, api_url, schedules)
+    set_clock(running_clock(FIRE - timedelta(minutes=5)))
+    app = App(settings, platforms=platforms_from(settings))
+    stop = asyncio.Event()
+    delivering: asyncio.Task[None] | None = None
+    try:
+        await app.start()  # migrations, then the Socket Mode connection to the fake
+        await import_org(url, org)
+        if await scalar(app.db, "select count(*) from person where active") != case.people:
+            raise BenchmarkError("the org import did not create everyone")
+        if not await app.scheduler.leadership.check():
+            raise BenchmarkError("this process did not become the scheduler's leader")
+        if case.limit_per_s is not None or case.per_channel_per_s is not None:
+            await fake.request("limit", case.limit_per_s, case.per_channel_per_s)
+        set_clock(running_clock(FIRE))  # the schedule fires now
+
+        # the timed phase: the delivery worker as `cadence run` runs it, then the 10:00 tick
+        splits: dict[str, float] = {}
+        started = 0.0
+        scheduler = app.scheduler
+        for part, name, method in (
+            (scheduler.planner, "plan", "plan"),
+            (scheduler.starter, "start", "start_due"),
+        ):
+            setattr(part, method, timed(splits, name, lambda: started, getattr(part, method)))
+        expected = PER_PERSON * case.people
+        # how long to wait for everything before giving up: generous against the aims (10 s for the
+        # unlimited case at 1,000 people a second; the limited one at the limit takes expected / limit)
+        wait_for = UNLIMITED_WAIT if case.limit_per_s is None else 20.0 + 1.5 * expected / case.limit_per_s
+        profiler = cProfile.Profile() if case.profile else None
+        fake_cpu = (await fake.request("report"))["cpu_s"]
+        delivering = asyncio.create_task(app.delivery.run(stop))
+        await asyncio.sleep(0)  # its first (empty) pass is not part of the fan-out
+        if profiler is not None:
+            profiler.enable()
+        started, cpu = time.monotonic(), cpu_seconds()
+        ticking = asyncio.create_task(scheduler.tick(FIRE))
+        arrived = await fake.request("wait", expected, wait_for, timeout=wait_for + 30)
+        stopped_at, cpu = time.monotonic(), cpu_seconds() - cpu
+        fake_cpu = (await fake.request("report"))["cpu_s"] - fake_cpu
+        tick = await ticking
+        if profiler is not None and case.profile:
+            profiler.disable()
+            profiler.dump_stats(case.profile)
+        if arrived:  # let the last sends' results be recorded, then stop as `cadence run` stops
+            await settle(app.db, SETTLE)
+            stop.set()
+            app.delivery.kick()
+            await delivering
+        else:  # gave up: a stop would let the worker drain the whole outbox first
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
+        delivering = None
+        report = await fake.request("report")
+        outbox = await outbox_rows(app.db)
+    finally:
+        stop.set()
+        if delivering is not None:
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
+        await app.stop()
+        await fake.stop()
+        set_clock(None)
+
+    # until the fake stored the last message (or, if not all came, until the benchmark gave up)
+    seconds = (report["last_at"] if arrived and report["last_at"] else stopped_at) - started
+    keys: Counter[str] = Counter(report["keys"])
+    checked = verify(case, outbox, keys)
+    record: dict[str, Any] = {
+        "benchmark": "fanout",
+        "platform": "slack",
+        "db": case.db,
+        "people": case.people,
+        "limit_per_s": case.limit_per_s,
+        # people reached with both messages, per second
+        "delivered_per_s": round((case.people - checked["lost"] - checked["late"]) / seconds, 1),
+        "duplicates": checked["duplicates"],
+        "lost": checked["lost"],
+        **({"late": checked["late"]} if checked["late"] else {}),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    if case.limit_per_s is not None:
+        achieved = report["achieved_per_s"]
+        record["limit_utilisation"] = round(achieved / case.limit_per_s, 3) if achieved else 0.0
+        record["http_429"] = report["http_429"]
+        record["http_429_by_limit"] = report["refused_by"]
+        record["per_channel_per_s"] = case.per_channel_per_s
+        record["achieved_per_s"] = round(achieved, 2) if achieved else None
+    record.update(
+        {
+            "messages": sum(keys.values()),
+            "messages_per_s": round(sum(keys.values()) / seconds, 1),
+            "seconds": round(seconds, 3),
+            "outbox": checked["outbox"],
+            "unexpected_keys": checked["unexpected_keys"],
+            "cycle_opened": bool(tick.planned) and tick.planned[0].people == case.people,
+            "conversations_started": tick.started,
+            # seconds after the tick's start: the planner's and the starter's part of it, the first
+            # message stored by the fake (delivery runs beside the tick)
+            "splits_s": {
+                **{k: round(v, 3) for k, v in splits.items()},
+                "first_message_s": round(report["first_at"] - started, 3) if report["first_at"] else None,
+            },
+            "cadence_pacing": {
+                "SLACK_RATE_PER_S": settings.slack.rate_per_s,
+                "SLACK_PER_RECIPIENT_PER_S": settings.slack.per_recipient_per_s,
+                "DELIVERY_CONCURRENCY": app._delivery_concurrency(settings),
+            },
+            # CPU seconds each process used in the timed phase (one that never waits uses about as
+            # many as the phase lasts: the measured process is then CPU-bound)
+            "cpu_s": {"cadence": round(cpu, 2), "slack_fake": round(fake_cpu, 2)},
+            "identities": case.identities,
+            "fake_calls": report["calls"],
+            "fake_peak_rss_mb": report["peak_rss_mb"],
+        }
+    )
+    problems = []
+    if not arrived:
+        problems.append(
+            f"gave up after {wait_for:.0f}s with {len(keys)} of {expected} messages in Slack; "
+            f"{checked['late']} people late (their rows still queued, not given up on)"
+        )
+    if record["lost"] or record["duplicates"] or record["unexpected_keys"]:
+        problems.append(
+            f"{record['lost']} people without both messages, {record['duplicates']} keys duplicated, "
+            f"{record['unexpected_keys']} unexpected keys"
+        )
+    if any(status != "sent" for status in checked["outbox"]):
+        problems.append(f"outbox rows not all sent: {checked['outbox']}")
+    if not record["cycle_opened"]:
+        problems.append("the tick did not open one cycle for everyone")
+    if problems:
+        record["error"] = "; ".join(problems)
+    return record
+
+
+async def outbox_rows(db: Database) -> list[tuple[int, str, str, str]]:
+    """(person, key, kind, status) of every outbox row."""
+    async with db.engine.connect() as conn:
+        result = await conn.execute(text("select person_id, idempotency_key, kind, status from outbox"))
+        return [(int(p), str(k), str(kind), str(s)) for p, k, kind, s in result.all()]
+
+
+def verify(case: Case, outbox: list[tuple[int, str, str, str]], keys: Counter[str]) -> dict[str, Any]:
+    """lost: people without both their messages in Slack; duplicates: keys stored twice or more."""
+    by_person: dict[int, list[tuple[str, str, str]]] = {}
+    for person, key, kind, status in outbox:
+        by_person.setdefault(person, []).append((key, kind, status))
+    reached = late = 0
+    for rows in by_person.values():
+        if sorted(kind for _, kind, _ in rows) == sorted(KINDS) and all(keys[key] for key, _, _ in rows):
+            reached += 1
+        elif any(status in ("pending", "sending") for _, _, status in rows):
+            late += 1  # still queued when the benchmark stopped waiting: not given up on
+    return {
+        "duplicates": sum(1 for n in keys.values() if n > 1),
+        "lost": case.people - reached - late,
+        "late": late,
+        "outbox": dict(Counter(status for *_, status in outbox)),
+        "unexpected_keys": len(set(keys) - {key for _, key, _, _ in outbox}),
+    }
+
+
+# --- running the cases -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def no_proxy() -> Iterator[None]:
+    """slack_sdk takes proxies from the environment and ignores NO_PROXY: the fake is on loopback."""
+    saved = {name: os.environ.pop(name) for name in PROXY_ENV_VARS if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def run_in_process(case: Case, postgres_url: str) -> int:
+    """Run one case here and print its line; returns its exit code."""
+    head = {"benchmark": "fanout", "platform": "slack", "db": case.db, "people": case.people}
+    with tempfile.TemporaryDirectory(prefix="cadence-fanout-") as tmp, no_proxy():
+        try:
+            record = asyncio.run(run_case(case, Path(tmp), postgres_url))
+        except Unreachable as exc:
+            print(json.dumps({**head, "error": str(exc)}), flush=True)
+            return 0
+        except Exception as exc:
+            print(json.dumps({**head, "error": f"{type(exc).__name__}: {exc}"[:500]}), flush=True)
+            raise
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+    return 1 if "error" in record else 0
+
+
+def run_children(args: argparse.Namespace, argv: list[str]) -> int:
+    """Each case in its own process (so each peak RSS is its own); lines pass straight through."""
+    code = 0
+    for mode in args.cases:
+        for db in args.dbs:
+            command = [sys.executable, str(Path(__file__).resolve()), *argv, "--case", mode, "--db", db]
+            child = subprocess.run(command, check=False, stdout=subprocess.PIPE, text=True)
+            sys.stdout.write(child.stdout)
+            sys.stdout.flush()
+            code = code or child.returncode
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options; run every chosen case in a child process, or (``--case``) one here."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument(
+        "--cases", nargs="+", choices=("unlimited", "limited"), default=["unlimited", "limited"]
+    )
+    parser.add_argument(
+        "--dbs", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"]
+    )
+    parser.add_argument("--people", type=int, default=10_000, help="people, unlimited case (default 10000)")
+    parser.add_argument(
+        "--limited-people", type=int, default=1000, help="people, limited case (default 1000)"
+    )
+    parser.add_argument("--limit-per-s", type=float, default=50.0, help="the fake's overall limit (50)")
+    parser.add_argument(
+        "--per-channel-per-s", type=float, default=1.0, help="the fake's per-channel limit (1)"
+    )
+    parser.add_argument("--concurrency", type=int, help="DELIVERY_CONCURRENCY (default: the setting's)")
+    # the limited case's pacing by Cadence: what a deployment would configure for Slack, its published
+    # 1 message a second per channel and no invented workspace-wide number (Slack publishes none; its
+    # 429s carry Retry-After, which Cadence honours). The unlimited case has no pacing.
+    parser.add_argument(
+        "--cadence-rate-per-s", type=float, help="limited case: SLACK_RATE_PER_S (default: unset, no cap)"
+    )
+    parser.add_argument(
+        "--cadence-per-recipient-per-s",
+        type=float,
+        default=1.0,
+        help="limited case: SLACK_PER_RECIPIENT_PER_S (default 1, Slack's published per-channel rate)",
+    )
+    parser.add_argument("--identities", choices=("known", "lookup"), default="known")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument("--profile", metavar="FILE", help="with --case: a cProfile of the timed phase")
+    parser.add_argument("--case", choices=("unlimited", "limited"), help=argparse.SUPPRESS)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.people, args.limited_people) < 2:
+        parser.error("--people and --limited-people must be at least 2")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger().setLevel(logging.WARNING)
+    if args.case is None:
+        if args.profile:
+            parser.error("--profile needs one case: --case unlimited|limited --db sqlite|postgresql")
+        return run_children(args, argv)
+    limited = args.case == "limited"
+    case = Case(
+        mode=args.case,
+        db=args.db or "sqlite",
+        people=args.limited_people if limited else args.people,
+        limit_per_s=args.limit_per_s if limited else None,
+        per_channel_per_s=args.per_channel_per_s if limited else None,
+        concurrency=args.concurrency,
+        rate_per_s=args.cadence_rate_per_s if limited else None,
+        per_recipient_per_s=args.cadence_per_recipient_per_s if limited else None,
+        identities=args.identities,
+        profile=args.profile,
+    )
+    return run_in_process(case, args.postgres_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
