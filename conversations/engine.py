@@ -224,8 +224,9 @@ class Turn:
             subject=self.subject,
             alongside=alongside,
         )
-        self._emit(f"a{self.conv.id}:intro", message, kind="intro")
-        return await self.ask()
+        key, first_question = await self._current(reason=None, current=None)
+        self._emit(key, prompts.opening(message, first_question), kind="intro")
+        return self.out
 
     async def _alongside(self) -> tuple[Field_, ...]:
         """For a manager's part, the subject's own answers to the first part, shown beside it."""
