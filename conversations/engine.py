@@ -144,6 +144,59 @@ class Engine:
             return out + await turn.begin()
         return out
 
+    async def open_many(
+        self, session: AsyncSession, *, people: list[PersonContext], key_prefix: str
+    ) -> tuple[list[Outgoing], set[int]]:
+        """``start_next`` for many people at once (the scheduler's fan-out): a few statements per
+        batch instead of a few per person. Returns what to send and who was started.
+
+        Everyone's own parts are opened together; anything else (a manager's part, which may hand
+        over) goes through ``start_next`` one by one.
+        """
+        by_id = {p.id: p for p in people}
+        due = await store.next_pending_many(session, person_ids=list(by_id), now=utcnow())
+        out: list[Outgoing] = []
+        started: set[int] = set()
+        groups: dict[tuple[int, str], list[ConversationRow]] = {}
+        for conv in due.values():
+            if conv.subject_id != conv.person_id:
+                one = await self.start_next(session, person=by_id[conv.person_id], key_prefix=key_prefix)
+                out.extend(one)
+                started.update(o.person_id for o in one if o.assignment_id is not None and o.person_id)
+                continue
+            groups.setdefault((conv.ritual_id, conv.part), []).append(conv)
+        for (ritual_id, part_id), convs in groups.items():
+            ritual = await self.ritual(session, ritual_id)
+            part = ritual.part(part_id)
+            versions = await store.open_many(
+                session, assignment_ids=[c.id for c in convs], first_step=part.steps[0].id, now=utcnow()
+            )
+            for conv in convs:
+                if conv.id not in versions:
+                    continue  # started meanwhile by the person's own event
+                person = by_id[conv.person_id]
+                key, message = prompts.first_prompt(
+                    ritual,
+                    part,
+                    assignment_id=conv.id,
+                    version=versions[conv.id],
+                    locale=person.locale,
+                    subject=person.name,
+                )
+                version = versions[conv.id]
+                out.append(
+                    Outgoing(
+                        person.id,
+                        key,
+                        message,
+                        kind="intro",
+                        assignment_id=conv.id,
+                        assignment_version=version,
+                    )
+                )
+                started.add(person.id)
+        return out, started
+
     async def _hand_over(
         self, session: AsyncSession, conv: ConversationRow, manager: PersonContext | None, key_prefix: str
     ) -> list[Outgoing]:
@@ -215,17 +268,16 @@ class Turn:
         """Open a pending assignment: the intro, then the first question."""
         first = self.part.steps[0]
         await self._move("active", first.id, started=True)
-        alongside = await self._alongside()
-        message = prompts.intro(
+        key, message = prompts.first_prompt(
             self.ritual,
             self.part,
             assignment_id=self.conv.id,
+            version=self.version,
             locale=self.locale,
             subject=self.subject,
-            alongside=alongside,
+            alongside=await self._alongside(),
         )
-        key, first_question = await self._current(reason=None, current=None)
-        self._emit(key, prompts.opening(message, first_question), kind="intro")
+        self._emit(key, message, kind="intro")
         return self.out
 
     async def _alongside(self) -> tuple[Field_, ...]:

@@ -121,6 +121,27 @@ def opening(intro: Message, first: Message) -> Message:
     )
 
 
+def first_prompt(
+    ritual: Ritual,
+    part: Part,
+    *,
+    assignment_id: int,
+    version: int,
+    locale: str,
+    subject: str,
+    alongside: tuple[Field_, ...] = (),
+) -> tuple[str, Message]:
+    """The key and the message that open a conversation: the intro with the first question."""
+    step = part.steps[0]
+    message = opening(
+        intro(ritual, part, assignment_id=assignment_id, locale=locale, subject=subject, alongside=alongside),
+        question(
+            ritual, part, step, assignment_id=assignment_id, version=version, locale=locale, subject=subject
+        ),
+    )
+    return prompt_key(assignment_id, version, step.id), message
+
+
 def saved(step: Step, value: Any, *, locale: str, subject: str, replaces: str) -> Message:
     """The question again, now showing the answer and that it is stored."""
     return Message(

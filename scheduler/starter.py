@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 
 from conversations.engine import Engine
-from conversations.outgoing import Outgoing, outbox_rows
+from conversations.outgoing import outbox_rows
 from conversations.timing import Timing
 from storage import outbox, people, scheduling
 from storage.engine import Database
@@ -38,20 +38,19 @@ class Starter:
                 person_ids = [p for p in due if p not in stuck][: self.batch]
                 if not person_ids:
                     return started
-                out: list[Outgoing] = []
+                ready = []
                 for person in await people.by_ids(session, person_ids=person_ids):
                     # the plan was made earlier: leave may have been taken since, or the process
                     # was down until the evening
                     allowed = self.timing.allowed_from(person, now, workdays=False)
                     if allowed > now:
                         await scheduling.postpone_starts(session, person_id=person.id, now=now, until=allowed)
-                        continue
-                    opened = await self.engine.start_next(
-                        session, person=person, key_prefix=f"start:p{person.id}:{now:%Y%m%d%H%M%S}"
-                    )
-                    if any(o.assignment_id is not None for o in opened):
-                        started += 1
                     else:
-                        stuck.add(person.id)
-                    out.extend(opened)
+                        ready.append(person)
+                out, opened = await self.engine.open_many(
+                    session, people=ready, key_prefix=f"start:{now:%Y%m%d%H%M%S}"
+                )
+                started += len(opened)
+                # due but not started (a race with their own reply): not tried again in this pass
+                stuck.update(p.id for p in ready if p.id not in opened)
                 await outbox.enqueue(session, rows=outbox_rows(out, platform=self.platform))

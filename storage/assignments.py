@@ -346,3 +346,59 @@ async def for_person(
     if statuses is not None:
         stmt = stmt.where(A.c.status.in_(statuses))
     return [AssignmentSummary(*tuple(r)) for r in (await session.execute(stmt)).all()]
+
+
+_NEXT_PENDING_MANY = Prepared(
+    lambda _: (
+        select(*_COLUMNS)
+        .join(C, C.c.id == A.c.cycle_id)
+        .where(
+            A.c.person_id.in_(bindparam("person_ids", expanding=True)),
+            A.c.status == "pending",
+            C.c.status == "open",
+            or_(A.c.starts_at.is_(None), A.c.starts_at <= bindparam("now", type_=A.c.starts_at.type)),
+            ~select(_HOLDER.c.id)
+            .where(_HOLDER.c.person_id == A.c.person_id, _HOLDER.c.status.in_(HOLDING))
+            .exists(),
+        )
+        .order_by(A.c.person_id, A.c.id)
+    )
+)
+
+
+async def next_pending_many(
+    session: AsyncSession, *, person_ids: list[int], now: datetime
+) -> dict[int, ConversationRow]:
+    """``next_pending`` for many people in one query: each one's oldest due assignment."""
+    if not person_ids:
+        return {}
+    found: dict[int, ConversationRow] = {}
+    params = {"person_ids": sorted(set(person_ids)), "now": now}
+    for row in (await run(session, _NEXT_PENDING_MANY, params)).all():
+        found.setdefault(row.person_id, _row(row))
+    return found
+
+
+async def open_many(
+    session: AsyncSession, *, assignment_ids: list[int], first_step: str, now: datetime
+) -> dict[int, int]:
+    """Start many pending assignments at ``first_step`` in one statement; returns id → new version.
+
+    Only rows still pending move: one another event started meanwhile is left out of the result.
+    """
+    if not assignment_ids:
+        return {}
+    stmt = (
+        update(A)
+        .where(A.c.id.in_(assignment_ids), A.c.status == "pending")
+        .values(
+            status="active",
+            current_step=first_step,
+            return_to_summary=False,
+            snoozed_until=None,
+            version=A.c.version + 1,
+            started_at=func.coalesce(A.c.started_at, now),
+        )
+        .returning(A.c.id, A.c.version)
+    )
+    return {i: v for i, v in (await session.execute(stmt)).all()}
