@@ -30,15 +30,15 @@ and retries are due times on that clock).
 
 Timed phase: with the delivery worker running as ``cadence run`` runs it (``Delivery.run``), one
 scheduler tick at 10:00 (``SchedulerService.tick``: the planner opens the cycle for everyone, the
-starter starts each conversation, each with an intro and a first question in the outbox), until the
-fake has stored the last of the 2N messages. ``delivered_per_s`` = people reached with both messages
+starter starts each conversation, each with its opening message, the intro with the first question,
+in the outbox), until the fake has stored the last of the N messages. ``delivered_per_s`` = people reached
 / the seconds from the tick's start to the fake storing (and answering) the last message;
 ``messages_per_s`` likewise. ``splits_s`` says when (seconds after the tick's start) the planner and
 the starter ran and the first message arrived; ``cpu_s`` the CPU seconds Cadence and the fake used
 meanwhile (Cadence's close to ``seconds``: it was CPU-bound). ``--profile FILE`` (with ``--case`` and
 ``--db``: one case in this process) writes a cProfile of the timed phase.
 
-Checked afterwards, once the outbox is settled: ``lost`` = people without both of their messages in
+Checked afterwards, once the outbox is settled: ``lost`` = people without their opening message in
 Slack; ``duplicates`` = outbox keys stored in Slack more than once (message metadata); every outbox
 row sent. The benchmark gives up after 180 s (unlimited) or 20 s + 1.5 x the time the limit needs
 (limited: 80 s for 2,000 messages at 50/s); people whose rows are then still queued are ``late``, not
@@ -114,8 +114,8 @@ schedules:
     at: "10:00"
     reminders: {after_hours: 20, max: 1}
 """
-PER_PERSON = 2  # the intro and the first question
-KINDS = ("intro", "prompt")
+PER_PERSON = 1  # the opening: the intro with the first question
+KINDS = ("intro",)
 # the advisory lock benchmarks/engine.py takes on the same database ("CADBENCH" in ASCII): keep equal
 LOCK_KEY = 0x4341444245_4E4348 % 2**63
 LOCK_WAIT = 600
@@ -577,7 +577,7 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
         "db": case.db,
         "people": case.people,
         "limit_per_s": case.limit_per_s,
-        # people reached with both messages, per second
+        # people reached with their opening message, per second
         "delivered_per_s": round((case.people - checked["lost"] - checked["late"]) / seconds, 1),
         "duplicates": checked["duplicates"],
         "lost": checked["lost"],
@@ -627,7 +627,7 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
         )
     if record["lost"] or record["duplicates"] or record["unexpected_keys"]:
         problems.append(
-            f"{record['lost']} people without both messages, {record['duplicates']} keys duplicated, "
+            f"{record['lost']} people without their opening, {record['duplicates']} keys duplicated, "
             f"{record['unexpected_keys']} unexpected keys"
         )
     if any(status != "sent" for status in checked["outbox"]):
@@ -647,7 +647,7 @@ async def outbox_rows(db: Database) -> list[tuple[int, str, str, str]]:
 
 
 def verify(case: Case, outbox: list[tuple[int, str, str, str]], keys: Counter[str]) -> dict[str, Any]:
-    """lost: people without both their messages in Slack; duplicates: keys stored twice or more."""
+    """lost: people without their opening message in Slack; duplicates: keys stored twice or more."""
     by_person: dict[int, list[tuple[str, str, str]]] = {}
     for person, key, kind, status in outbox:
         by_person.setdefault(person, []).append((key, kind, status))

@@ -23,7 +23,7 @@ class Starter:
     """Turns due planned assignments into first prompts."""
 
     def __init__(
-        self, db: Database, engine: Engine, timing: Timing, *, platform: str, batch: int = 200
+        self, db: Database, engine: Engine, timing: Timing, *, platform: str, batch: int = 1000
     ) -> None:
         self.db, self.engine, self.timing = db, engine, timing
         self.platform, self.batch = platform, batch

@@ -2,9 +2,14 @@
 
 Events, clicks and slash commands are acknowledged first (Bolt acks events itself; clicks and
 commands call ``ack()`` before anything else) and then handed to Cadence, which journals them.
-Sending opens the person's DM and posts Block Kit; an answered question is edited in place.
+Sending posts Block Kit to the person's DM; an answered question is edited in place.
 Every posted message carries its outbox key as message metadata, so that a send whose outcome is
 unknown can be looked up (``find_sent``) instead of repeated: Slack has no idempotency key.
+
+Every Web API call of a started platform (its own, Bolt's, Socket Mode's apps.connections.open and
+response_url posts) goes through one aiohttp session opened in ``start`` and closed in ``stop``: its
+connections are kept alive and reused. Without it slack_sdk opens a session, so a TCP connection
+(and against Slack a TLS handshake), for every call: twice the CPU per message.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from aiohttp import ClientConnectorError, ClientError, web
+from aiohttp import (
+    ClientConnectorError,
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    ConnectionTimeoutError,
+    TCPConnector,
+    web,
+)
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -59,6 +72,18 @@ _PERMANENT = frozenset(
     }
 )
 _TIMEOUT = 10
+# the shared session's connections: well above the delivery senders' default (4) and usual settings,
+# and a bound on what a burst of events and sends can open at once. A call that finds them all busy
+# waits for one, within _CONNECT_TIMEOUT: failing then (ConnectionTimeoutError) sent nothing.
+_CONNECTIONS = 64
+_CONNECT_TIMEOUT = 5
+# what aiohttp closes an idle connection after (its default): shorter than the server's idle timeout
+# (aiohttp's server, the fake: 75 s; Slack's is longer), so a kept-alive connection is rarely found
+# closed by the other side when reused; if it is, a POST is not repeated by aiohttp (only idempotent
+# methods are) and the failure is an ordinary in-doubt one.
+_KEEPALIVE = 15
+# errors that mean no connection was made, so nothing reached Slack
+_NOT_SENT = (ClientConnectorError, ConnectionTimeoutError)
 # the metadata event every posted message carries: {"event_type": OUTBOX_EVENT, "event_payload": {"key": …}}
 OUTBOX_EVENT = "cadence_outbox"
 # how far back find_sent looks in the DM: an in-doubt message is at most a lease old, and a DM with
@@ -73,8 +98,8 @@ class _ConnectionRetry(AsyncConnectionErrorRetryHandler):
 
     The SDK's default handler repeats any request once after a dropped or reset connection, also
     when the first one had reached Slack: for chat.postMessage that is a second copy of the message.
-    chat.postMessage is repeated here only when no connection was made; otherwise its ``SendError``
-    is ``in_doubt`` and delivery can ask ``find_sent``.
+    chat.postMessage is repeated here only when no connection was made (refused, or none free in time);
+    otherwise its ``SendError`` is ``in_doubt`` and delivery can ask ``find_sent``.
     """
 
     async def _can_retry_async(
@@ -85,7 +110,7 @@ class _ConnectionRetry(AsyncConnectionErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if request.url.endswith("/chat.postMessage") and not isinstance(error, ClientConnectorError):
+        if request.url.endswith("/chat.postMessage") and not isinstance(error, _NOT_SENT):
             return False
         return await super()._can_retry_async(state=state, request=request, response=response, error=error)
 
@@ -106,6 +131,8 @@ class SlackPlatform(Platform):
         self.settings = settings
         self.http_host, self.http_port = http_host, http_port
         self._http: web.AppRunner | None = None
+        # until start() opens the shared session, slack_sdk opens one per call (nothing to close)
+        self._session: ClientSession | None = None
         self.client = AsyncWebClient(
             token=settings.bot_token,
             base_url=settings.api_url,
@@ -115,7 +142,7 @@ class SlackPlatform(Platform):
         self._app: AsyncApp | None = None
         self._handler: AsyncSocketModeHandler | None = None
         self._on_event: EventHandler | None = None
-        self._dm: dict[str, str] = {}
+        self._dm: dict[str, str] = {}  # user id -> their DM with the app (D…), once Slack has said
         self._emails: dict[str, str | None] = {}
         self._working: set[asyncio.Task[None]] = set()
 
@@ -141,18 +168,39 @@ class SlackPlatform(Platform):
 
     async def start(self, on_event: EventHandler) -> None:
         """Connect over Socket Mode, or serve Slack's HTTP requests when only a signing secret is set."""
-        app = self.build_app(on_event)
-        if self.settings.http_mode:
-            self._http = await start_http(
-                app,
-                host=self.http_host,
-                port=self.http_port,
-                signing_secret=self.settings.signing_secret,
-                extra_routes=self.extra_routes,
+        self._open_session()
+        try:
+            app = self.build_app(on_event)
+            if self.settings.http_mode:
+                self._http = await start_http(
+                    app,
+                    host=self.http_host,
+                    port=self.http_port,
+                    signing_secret=self.settings.signing_secret,
+                    extra_routes=self.extra_routes,
+                )
+                return
+            # Socket Mode's client calls apps.connections.open with the app's client (this session);
+            # its WebSocket has a session of its own, which it closes in close_async
+            self._handler = AsyncSocketModeHandler(app, self.settings.app_token)
+            await self._handler.connect_async()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _open_session(self) -> None:
+        """One session for every Web API call from now on, on the running loop.
+
+        slack_sdk 3.48 uses a passed session as it is: its retry handlers still run, but the client's
+        ``timeout`` only applies to the sessions it opens itself, so the timeout is the session's.
+        Bolt builds a client per request from ``self.client``'s attributes, session included.
+        """
+        if self._session is None or self._session.closed:
+            self._session = ClientSession(
+                connector=TCPConnector(limit=_CONNECTIONS, keepalive_timeout=_KEEPALIVE),
+                timeout=ClientTimeout(total=_TIMEOUT, connect=_CONNECT_TIMEOUT),
             )
-            return
-        self._handler = AsyncSocketModeHandler(app, self.settings.app_token)
-        await self._handler.connect_async()
+        self.client.session = self._session
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -160,13 +208,17 @@ class SlackPlatform(Platform):
         return (self.http_host, bound_port(self._http)) if self._http is not None else None
 
     async def stop(self) -> None:
-        """Disconnect."""
+        """Disconnect, then close the session (a call made after this opens one of its own)."""
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
         if self._handler is not None:
             await self._handler.close_async()
             self._handler = None
+        if self._session is not None:
+            self.client.session = None
+            await self._session.close()
+            self._session = None
 
     async def _emit(self, event: IncomingEvent) -> None:
         """Hand ``event`` to Cadence and return once it is journaled (Bolt acknowledges on return).
@@ -316,6 +368,7 @@ class SlackPlatform(Platform):
     # ---- sending ------------------------------------------------------------------------------
 
     async def _channel(self, user: str) -> str:
+        """The person's DM with the app (conversations.open, once per person and process)."""
         if user not in self._dm:
             opened = await self.client.conversations_open(users=user)
             self._dm[user] = opened["channel"]["id"]
@@ -333,16 +386,23 @@ class SlackPlatform(Platform):
             return "ephemeral"
         if message.meta.get("surface") == "home":
             return await self._publish_home(recipient, message)
-        channel = await self._call(self._channel(recipient))
+        # A person's id as the channel posts into the app's DM with them, and the answer names that DM
+        # (D…), which chat.update and conversations.history need: no conversations.open (Tier 3,
+        # ~50 a minute) before a first message, which would make a first fan-out to thousands take hours.
         posted = await self._call(
             self.client.chat_postMessage(
-                channel=channel,
+                channel=self._dm.get(recipient, recipient),
                 text=fallback_text(message),
                 blocks=blocks(message),
                 metadata=outbox_metadata(key),
             ),
             in_doubt=True,
         )
+        channel = posted.get("channel")
+        if not isinstance(channel, str) or not channel:
+            channel = recipient  # Slack did not say (never seen): update opens the DM when it must
+        elif channel != recipient:
+            self._dm[recipient] = channel
         return f"{channel}|{posted['ts']}"
 
     async def find_sent(self, recipient: str, key: str) -> str | None:
@@ -377,7 +437,7 @@ class SlackPlatform(Platform):
 
     async def _respond(self, url: str, message: Message) -> bool:
         try:
-            response = await AsyncWebhookClient(url, timeout=_TIMEOUT).send(
+            response = await AsyncWebhookClient(url, timeout=_TIMEOUT, session=self._session).send(
                 text=fallback_text(message), blocks=blocks(message), response_type="ephemeral"
             )
         except (ClientError, TimeoutError) as exc:
@@ -391,6 +451,8 @@ class SlackPlatform(Platform):
         The metadata is left out: Slack keeps a message's metadata when an update does not name it.
         """
         channel, _, ts = message_id.partition("|")
+        if channel[:1] in ("U", "W"):  # a person's id: chat.update wants their DM's (D…)
+            channel = await self._call(self._channel(recipient))
         await self._call(
             self.client.chat_update(
                 channel=channel, ts=ts, text=fallback_text(message), blocks=blocks(message)
@@ -407,7 +469,7 @@ class SlackPlatform(Platform):
             return await call
         except SlackApiError as exc:
             raise self._send_error(exc, in_doubt=in_doubt) from exc
-        except ClientConnectorError as exc:  # no connection was made: nothing reached Slack
+        except _NOT_SENT as exc:  # no connection was made: nothing reached Slack
             raise SendError(f"Slack unreachable: {exc}") from exc
         except (ClientError, TimeoutError) as exc:
             raise SendError(f"Slack unreachable: {exc!r}", in_doubt=in_doubt) from exc

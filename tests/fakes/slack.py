@@ -22,8 +22,13 @@ Wire behaviour, checked against the installed slack_sdk 3.48.0 / slack_bolt 1.30
   needs the ``*:history`` scope of the conversation's type (``im:history`` for a DM).
 * Misbehaviour on demand: ``rate_limit``/``fail`` (the next calls of a method), ``chaos`` (seeded random
   429s and 5xxs), ``limit`` (token buckets: overall and per channel), ``lose_response`` (the call takes
-  effect, its answer is lost). Every 429 carries an integer ``Retry-After`` >= 1; a refused call changes
-  nothing. ``http_429``/``http_500`` count the answers given; ``limit_stats`` what the limits let through.
+  effect, its answer is lost), ``stall`` (the call takes effect, its answer comes late). Every 429
+  carries an integer ``Retry-After`` >= 1; a refused call changes nothing. ``http_429``/``http_500``
+  count the answers given; ``limit_stats`` what the limits let through.
+
+Connections: each TCP connection a Web API call arrives on is numbered (1, 2, …, in the order they
+were first used; ``Call.connection``) and ``api_connections`` counts the calls made on each. A client
+that keeps its connections alive shows few; one that connects per call, one per call.
 
 For load (benchmarks): per call the fake does O(1) work beyond parsing (``record_calls=False`` also stops
 keeping every ``Call``); ``posted`` counts chat.postMessage messages per channel as they are stored and
@@ -47,6 +52,7 @@ import secrets
 import socket
 import time
 import uuid
+import weakref
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -108,6 +114,7 @@ class Call:
     form_encoded: bool  # Content-Type was application/x-www-form-urlencoded
     query: dict[str, str] = field(default_factory=dict)  # the URL query string alone
     verb: str = "POST"
+    connection: int = 0  # the TCP connection it came on (SlackFake numbers them)
 
 
 @dataclass
@@ -335,6 +342,12 @@ class SlackFake:
         self.record_calls, self.clock = record_calls, clock
         self.calls: list[Call] = []
         self.call_counts: Counter[str] = Counter()  # method -> calls received (also when not recorded)
+        self.api_connections: Counter[int] = Counter()  # connection number -> Web API calls made on it
+        # the live connections' numbers (by transport: a client port may be reused by a later one)
+        self._connection_numbers: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._connection_count = itertools.count(1)
         self.http_429 = 0  # answers given with HTTP 429, whatever the cause
         self.http_500 = 0  # answers given with HTTP 5xx, whatever the cause
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -359,6 +372,7 @@ class SlackFake:
         self._throttled: dict[str, list[int]] = defaultdict(list)
         self._failures: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self._lost: dict[str, list[str]] = defaultdict(list)
+        self._stalls: dict[str, list[float]] = defaultdict(list)
         self._chaos: _Chaos | None = None
         self._limits: _Limits | None = None
         self._history: dict[str, list[str]] = defaultdict(list)  # channel -> ts of its messages, oldest first
@@ -477,6 +491,13 @@ class SlackFake:
         """
         self._lost[method].extend([how] * times)
 
+    def stall(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` take effect, then wait ``seconds`` before answering.
+
+        For a client's timeout: it gives up before the answer comes, though the call was made.
+        """
+        self._stalls[method].extend([seconds] * times)
+
     def chaos(
         self,
         rate_429: float,
@@ -590,8 +611,10 @@ class SlackFake:
             body.update({k: v for k, v in form.items() if isinstance(v, str)})
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.call_counts[method] += 1
+        connection = self._connection_number(request)
+        self.api_connections[connection] += 1
         if self.record_calls:
-            self.calls.append(Call(method, body, headers, form_encoded, query, request.method))
+            self.calls.append(Call(method, body, headers, form_encoded, query, request.method, connection))
         await self._notify()
 
         if bad_json:
@@ -626,6 +649,9 @@ class SlackFake:
             answer = handler(body)
         except _Refusal as refusal:
             answer = {"ok": False, "error": refusal.error, **refusal.extra}
+        if self._stalls[method]:
+            await self._notify()  # it took effect
+            await asyncio.sleep(self._stalls[method].pop(0))
         if answer.get("ok") and self._lost[method]:
             await self._notify()  # it took effect
             if self._lost[method].pop(0) == "disconnect":
@@ -634,6 +660,16 @@ class SlackFake:
                 return web.Response()  # never reaches the client
             return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
         return web.json_response(answer, headers=extra_headers)
+
+    def _connection_number(self, request: web.BaseRequest) -> int:
+        """The number of the TCP connection ``request`` came on (0: already closed)."""
+        transport = request.transport
+        if transport is None:
+            return 0
+        number = self._connection_numbers.get(transport)
+        if number is None:
+            number = self._connection_numbers[transport] = next(self._connection_count)
+        return number
 
     def _injected(self, method: str, headers: dict[str, str]) -> web.Response | None:
         """The answer of a scripted failure (``rate_limit``, ``fail``) or of ``chaos``, if any."""
