@@ -3,6 +3,9 @@
 A row is claimed by moving it to ``sending`` with a lease; a process that dies mid-send leaves the
 lease to run out and the row is sent again (the platform's idempotency key, where it has one, makes
 that harmless). Rows tied to a conversation state that moved on are dropped as obsolete.
+
+Per claimed batch, not per message: the recipients' platform ids are read with the claim, and the
+"sent" results (nearly all of them) are written together (see ``Delivery.flush``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ MAX_ATTEMPTS = 8
 MAX_RATE_LIMITED_ATTEMPTS = 100
 # a wait for a recipient's pace shorter than this is slept through; a longer one frees the sender
 PACE_SLACK = 0.05
+# "sent" results are written in batches: when this many wait, or this long after the first of them,
+# and at the end of every pass (drain_once). A crash loses at most these: such a row is still
+# "sending", comes due again when its lease runs out, marked in doubt, and the next sender asks the
+# platform (Platform.find_sent) before sending it again, as for a sender that died mid-send.
+FLUSH_ROWS = 100
+FLUSH_SECONDS = 0.05
+# the platform ids of the claimed rows' people, by (platform, person id), read with the claim
+Known = dict[tuple[str, int], str]
 
 
 def _pace_key(row: OutboxRow) -> str:
@@ -70,22 +81,31 @@ class Delivery:
         self.limiter = limiter or RateLimiter(per_platform={}, per_recipient={})
         self._slots = asyncio.Semaphore(concurrency)
         self._kick = asyncio.Event()
+        # "sent" results not yet written (see flush), and their message ids by outbox key, for an
+        # edit of one of them that comes before they are written
+        self._sent: list[tuple[outbox.SentMark, str]] = []
+        self._unrecorded: dict[str, str | None] = {}
+        self._flushing = asyncio.Lock()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     def kick(self) -> None:
         """Something was queued: look now instead of at the next tick."""
         self._kick.set()
 
     def _recipient_wait(self, row: OutboxRow) -> float:
-        if row.payload.get("replaces"):
-            return 0.0  # an edit of an earlier message is not a new message in the conversation
-        return self.limiter.recipient_wait(row.platform, _pace_key(row))
+        # an edit of an earlier message is not a new message in the conversation: no spacing, but it
+        # still waits out a 429 the recipient earned
+        new_message = not row.payload.get("replaces")
+        return self.limiter.recipient_wait(row.platform, _pace_key(row), new_message=new_message)
 
     def _wake_at(self, moment: datetime) -> None:
         """Look again at ``moment`` (rows given back for a recipient's pace come due then)."""
         delay = max(0.0, (moment - utcnow()).total_seconds())
         asyncio.get_running_loop().call_later(delay, self._kick.set)
 
-    async def _claim(self, limit: int, lease_until: datetime) -> list[OutboxRow]:
+    async def _claim(self, limit: int, lease_until: datetime) -> tuple[list[OutboxRow], Known]:
+        """Claim due rows, drop the obsolete ones, and read their people's platform ids, at once."""
         async with self.db.sessions() as session, session.begin():
             claimed = await outbox.claim_due(
                 session, platforms=list(self.platforms), limit=limit, lease_until=lease_until
@@ -95,24 +115,40 @@ class Delivery:
                 if row.id in stale:
                     await outbox.mark(session, outbox_id=row.id, status="obsolete")
                     self.metrics.sent(row.platform, "obsolete")
-        return [r for r in claimed if r.id not in stale]
+            rows = [r for r in claimed if r.id not in stale]
+            wanted: dict[str, set[int]] = defaultdict(set)
+            for row in rows:
+                if row.recipient is None and row.person_id is not None:
+                    wanted[row.platform].add(row.person_id)
+            known: Known = {}
+            for platform, person_ids in wanted.items():
+                found = await people.external_ids(session, person_ids=list(person_ids), platform=platform)
+                known.update(((platform, pid), external) for pid, external in found.items())
+        return rows, known
 
     async def drain_once(self, *, limit: int = 100) -> int:
-        """Send what is due now; returns how many rows were handled."""
+        """Send what is due now; returns how many rows were handled (their results are written)."""
         lease_until = utcnow() + self.lease
-        rows = await self._claim(limit, lease_until)
+        rows, known = await self._claim(limit, lease_until)
         # one queue per recipient, in the order the rows were written (a "saved" edit before the
         # next question); different recipients are sent to side by side
         queues: dict[tuple[str, str], list[OutboxRow]] = defaultdict(list)
         for row in rows:
             queues[(row.platform, _pace_key(row))].append(row)
-        await asyncio.gather(*(self._send_in_order(queue, lease_until) for queue in queues.values()))
+        try:
+            await asyncio.gather(
+                *(self._send_in_order(queue, lease_until, known) for queue in queues.values())
+            )
+        finally:
+            await self.flush()
         return len(rows)
 
-    async def _send_in_order(self, queue: list[OutboxRow], lease_until: datetime) -> None:
+    async def _send_in_order(self, queue: list[OutboxRow], lease_until: datetime, known: Known) -> None:
         async with self._slots:
             for n, row in enumerate(queue):
-                wait = self._recipient_wait(row) if n else 0.0
+                # the first row too: its recipient may be paused after a 429, or paced by a send
+                # from another pass that has only just gone
+                wait = self._recipient_wait(row)
                 if wait > PACE_SLACK:
                     # this person's next message must wait (Slack: one a second per conversation):
                     # give the rest back for later and free the sender for other people meanwhile
@@ -123,7 +159,7 @@ class Delivery:
                     self._wake_at(later)
                     return
                 try:
-                    retry_at = await self._deliver(row, lease_until)
+                    retry_at = await self._deliver(row, lease_until, known)
                 except LeaseLostError:
                     # another process owns this person's messages now; it sends the rest, in order
                     log.warning("outbox row %s was taken over by another sender before it was sent", row.id)
@@ -142,26 +178,39 @@ class Delivery:
             total += n
         return total
 
-    async def _deliver(self, row: OutboxRow, lease_until: datetime) -> datetime | None:
+    async def _deliver(
+        self, row: OutboxRow, lease_until: datetime, known: Known | None = None
+    ) -> datetime | None:
         """Send one row; returns when to try again if it is to be retried.
 
-        No database session is open while the platform is being waited on.
+        ``known``: platform ids read with the claim; a session is opened only for what is not in
+        it. No database session is open while the platform is being waited on.
         """
+        known = {} if known is None else known
         try:
             message = Message.model_validate(row.payload)
         except ValidationError as exc:  # e.g. a row written by an older version: never sendable
             await self._record(row, lease_until, status="dead", error=f"unreadable message: {exc}")
             return None
-        async with self.db.sessions() as session:
-            recipient, email = await self._recipient(session, row)
-            earlier = None
-            if message.replaces:
-                earlier = await outbox.platform_message_id(session, idempotency_key=message.replaces)
+        recipient, email = row.recipient, None
+        if recipient is None and row.person_id is not None:
+            recipient = known.get((row.platform, row.person_id))
+        replaces = message.replaces
+        # an earlier message sent but not yet recorded (see flush) is known here, not in the database
+        earlier = self._unrecorded.get(replaces) if replaces else None
+        if recipient is None or (replaces and earlier is None):
+            async with self.db.sessions() as session:
+                if recipient is None:
+                    recipient, email = await self._recipient(session, row)
+                if replaces and earlier is None:
+                    earlier = await outbox.platform_message_id(session, idempotency_key=replaces)
         if recipient is None and email is not None and row.person_id is not None:
             try:
                 recipient = await self._learn_identity(row.platform, row.person_id, email)
             except SendError as exc:
                 return await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
+            if recipient is not None:  # the person's later rows in this batch need not ask again
+                known[(row.platform, row.person_id)] = recipient
         if recipient is None:
             await self._record(row, lease_until, status="dead", error="no identity on this platform")
             return None
@@ -173,11 +222,11 @@ class Delivery:
             except SendError as exc:
                 return await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
             if found is not None:
-                await self._record(
-                    row, lease_until, status="sent", platform_message_id=found, outcome="found"
-                )
+                await self._record_sent(row, lease_until, found, outcome="found")
                 return None
-        await self.limiter.acquire(row.platform, _pace_key(row), new_message=not earlier)
+        await self.limiter.acquire(
+            row.platform, _pace_key(row), new_message=not earlier, before_wait=self._before_wait
+        )
         lease_until = await self._hold(row, lease_until)
         try:
             if earlier:
@@ -187,7 +236,7 @@ class Delivery:
                 message_id = await platform.send(recipient, message, key=row.idempotency_key)
         except SendError as exc:
             if exc.retry_after is not None:
-                self.limiter.pause(row.platform, exc.retry_after)
+                self.limiter.rate_limited(row.platform, _pace_key(row), exc.retry_after)
             return await self._failed(
                 row, lease_until, exc, exc.retry_after, exc.permanent, in_doubt=exc.in_doubt
             )
@@ -195,7 +244,9 @@ class Delivery:
             log.exception("sending outbox row %s failed", row.id)
             # it is unknown how far the send got: check before the next attempt
             return await self._failed(row, lease_until, exc, None, False, in_doubt=True)
-        await self._record(row, lease_until, status="sent", platform_message_id=message_id)
+        if not earlier:
+            self.limiter.sent(row.platform, _pace_key(row))
+        await self._record_sent(row, lease_until, message_id)
         return None
 
     async def _hold(self, row: OutboxRow, lease_until: datetime) -> datetime:
@@ -248,6 +299,63 @@ class Delivery:
                     "outbox row %s was taken over by another sender before its result was recorded", row.id
                 )
 
+    async def _record_sent(
+        self, row: OutboxRow, lease_until: datetime, message_id: str | None, *, outcome: str = "sent"
+    ) -> None:
+        """Note a sent row, to be written with others (see ``flush``)."""
+        self.metrics.sent(row.platform, outcome)
+        self._sent.append((outbox.SentMark(row.id, lease_until, message_id, utcnow()), row.idempotency_key))
+        self._unrecorded[row.idempotency_key] = message_id
+        if len(self._sent) >= FLUSH_ROWS:
+            await self.flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush_later)
+
+    async def _before_wait(self, seconds: float) -> None:
+        # a sender about to wait for its turn longer than the flush interval (a platform's pace or
+        # Retry-After) writes the results noted so far now, rather than leaving them to the timer
+        if seconds > FLUSH_SECONDS:
+            await self.flush()
+
+    def _flush_later(self) -> None:
+        self._flush_timer = None
+        task = asyncio.create_task(self.flush())
+        self._flushes.add(task)  # a reference, so the task is not collected before it ends
+        task.add_done_callback(self._flushes.discard)
+
+    async def flush(self) -> None:
+        """Write the "sent" results noted so far, in one transaction.
+
+        Each row is recorded only while this sender's claim still holds; a row another sender took
+        over meanwhile is left to it (logged, as in ``_record``). If the write fails, the rows stay
+        "sending" until their lease runs out and then come back in doubt: the platform is asked
+        before anything is sent again, so nothing is sent twice (logged, not raised).
+        """
+        async with self._flushing:
+            noted, self._sent = self._sent, []
+            if not noted:
+                return
+            marks = [mark for mark, _ in noted]
+            try:
+                async with self.db.sessions() as session, session.begin():
+                    recorded = await outbox.mark_sent(session, marks=marks)
+            except Exception:
+                log.exception(
+                    "recording %d sent outbox rows failed; they are checked with the platform before "
+                    "any second send once their lease runs out",
+                    len(marks),
+                )
+                return
+            finally:
+                for _, key in noted:
+                    self._unrecorded.pop(key, None)
+            for mark in marks:
+                if mark.outbox_id not in recorded:
+                    log.warning(
+                        "outbox row %s was taken over by another sender before its result was recorded",
+                        mark.outbox_id,
+                    )
+
     async def _failed(
         self,
         row: OutboxRow,
@@ -272,10 +380,12 @@ class Delivery:
     async def run(self, stop: asyncio.Event, *, tick: float = 1.0) -> None:
         """Deliver until ``stop`` is set, waking on a kick or every ``tick`` seconds."""
         while not stop.is_set():
+            # cleared before the pass, not after: a kick during it (rows queued, or given back for a
+            # recipient's pace coming due) must wake the next pass, not wait for the tick
+            self._kick.clear()
             try:
                 await self.drain()
             except Exception:
                 log.exception("delivery pass failed; trying again")
-            self._kick.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=tick)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
@@ -124,6 +126,36 @@ async def obsolete_ids(session: AsyncSession, *, rows: list[OutboxRow]) -> set[i
     return {r.id for r in tied if versions.get(r.assignment_id or 0) != r.assignment_version}
 
 
+def _mark_statement(sent: bool, in_doubt: bool, error: bool, retry: bool, guarded: bool) -> Any:
+    # bind names differ from the column names: SQLAlchemy keeps those for the SET clause's own binds
+    values: dict[str, Any] = {"status": bindparam("b_status"), "attempts": OUT.c.attempts + 1}
+    if sent:
+        values.update(
+            sent_at=bindparam("b_sent_at"),
+            platform_message_id=bindparam("b_message_id"),
+            last_error=None,
+            in_doubt=False,
+        )
+    elif in_doubt:
+        values["in_doubt"] = True
+    if error:
+        values["last_error"] = bindparam("b_error")
+    if retry:
+        values["due_at"] = bindparam("b_retry_at")
+    stmt = update(OUT).where(OUT.c.id == bindparam("b_id")).values(**values)
+    if guarded:
+        stmt = stmt.where(OUT.c.status == "sending", OUT.c.due_at == bindparam("b_lease"))
+    return stmt
+
+
+def _mark_builder(shape: tuple[bool, ...]) -> Callable[[str], Any]:
+    return lambda _: _mark_statement(*shape)
+
+
+# one prebuilt UPDATE per shape of result (which columns it sets, whether a lease guards it)
+_MARKS = {shape: Prepared(_mark_builder(shape)) for shape in itertools.product((False, True), repeat=5)}
+
+
 async def mark(
     session: AsyncSession,
     *,
@@ -138,22 +170,77 @@ async def mark(
     """Record what happened to one row: sent, obsolete, failed (to retry at ``retry_at``) or dead.
 
     With ``lease_until``, only while this sender's claim still holds; False if another took over.
+    Many "sent" results at once go through ``mark_sent``.
     """
-    values: dict[str, Any] = {"status": status, "attempts": OUT.c.attempts + 1}
-    if status == "sent":
-        values.update(
-            sent_at=utcnow(), platform_message_id=platform_message_id, last_error=None, in_doubt=False
-        )
-    elif in_doubt:
-        values["in_doubt"] = True
+    sent = status == "sent"
+    shape = (sent, in_doubt and not sent, error is not None, retry_at is not None, lease_until is not None)
+    params: dict[str, Any] = {"b_id": outbox_id, "b_status": status}
+    if sent:
+        params.update(b_sent_at=utcnow(), b_message_id=platform_message_id)
     if error is not None:
-        values["last_error"] = error[:2000]
+        params["b_error"] = error[:2000]
     if retry_at is not None:
-        values["due_at"] = retry_at
-    stmt = update(OUT).where(OUT.c.id == outbox_id).values(**values)
+        params["b_retry_at"] = retry_at
     if lease_until is not None:
-        stmt = stmt.where(OUT.c.status == "sending", OUT.c.due_at == lease_until)
-    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        params["b_lease"] = lease_until
+    return bool((await run(session, _MARKS[shape], params)).rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SentMark:
+    """A row the platform accepted, to be recorded as sent under the claim it was sent under."""
+
+    outbox_id: int
+    lease_until: datetime
+    platform_message_id: str | None
+    sent_at: datetime
+
+
+_MARK_SENT = Prepared(
+    lambda _: (
+        update(OUT)
+        .where(
+            OUT.c.id.in_(bindparam("b_ids", expanding=True)),
+            OUT.c.status == "sending",
+            OUT.c.due_at == bindparam("b_lease"),
+        )
+        .values(status="sent", attempts=OUT.c.attempts + 1, last_error=None, in_doubt=False)
+        .returning(OUT.c.id)
+    )
+)
+_SENT_DETAILS = Prepared(
+    lambda _: (
+        update(OUT)
+        .where(OUT.c.id == bindparam("b_id"))
+        .values(sent_at=bindparam("b_sent_at"), platform_message_id=bindparam("b_message_id"))
+    )
+)
+
+
+async def mark_sent(session: AsyncSession, *, marks: list[SentMark]) -> set[int]:
+    """Record many sent rows at once; returns the ids recorded (the others' claims were lost).
+
+    Each row is recorded only while this sender's claim on it holds (``status = 'sending'`` and
+    ``due_at`` = its lease), as ``mark`` does: one UPDATE ... RETURNING id per lease value (a claimed
+    batch shares one, unless a row's claim was renewed), which says which rows it took (an
+    executemany's per-row counts are not reported by every driver). The rows taken are then this
+    transaction's: their message ids and send times are written by id, as one executemany.
+    """
+    by_lease: dict[datetime, list[int]] = {}
+    for m in marks:
+        by_lease.setdefault(m.lease_until, []).append(m.outbox_id)
+    recorded: set[int] = set()
+    for lease, ids in by_lease.items():
+        result = await run(session, _MARK_SENT, {"b_ids": ids, "b_lease": lease})
+        recorded.update(i for (i,) in result.all())
+    details = [
+        {"b_id": m.outbox_id, "b_sent_at": m.sent_at, "b_message_id": m.platform_message_id}
+        for m in marks
+        if m.outbox_id in recorded
+    ]
+    if details:
+        await run(session, _SENT_DETAILS, details)
+    return recorded
 
 
 async def platform_message_id(session: AsyncSession, *, idempotency_key: str) -> str | None:

@@ -269,3 +269,22 @@ async def by_ids(session: AsyncSession, *, person_ids: list[int]) -> list[Person
         return []
     stmt = select(*_COLUMNS).where(P.c.id.in_(sorted(set(person_ids)))).order_by(P.c.id)
     return [_row(tuple(r)) for r in (await session.execute(stmt)).all()]
+
+
+_EXTERNAL_IDS = Prepared(
+    lambda _: select(I.c.person_id, I.c.external_id).where(
+        I.c.person_id.in_(bindparam("person_ids", expanding=True)),
+        I.c.platform == bindparam("platform"),
+        I.c.tenant == bindparam("tenant"),
+    )
+)
+
+
+async def external_ids(
+    session: AsyncSession, *, person_ids: list[int], platform: str, tenant: str = ""
+) -> dict[int, str]:
+    """``external_id`` for several people at once, in one query; people without one are left out."""
+    if not person_ids:
+        return {}
+    params = {"person_ids": sorted(set(person_ids)), "platform": platform, "tenant": tenant}
+    return {pid: found for pid, found in (await run(session, _EXTERNAL_IDS, params)).all()}

@@ -5,26 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
 from bot.app import App
-from bot.delivery import LEASE, MAX_ATTEMPTS, Delivery
+from bot.delivery import FLUSH_ROWS, LEASE, MAX_ATTEMPTS, Delivery
 from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
-from bot.rate_limits import RateLimiter
+from bot.rate_limits import RECIPIENT_MARGIN, RateLimiter
 from conversations.i18n import t
 from conversations.messages import Message
 from conversations.org_service import import_org_file
 from conversations.prompts import prompt_key
-from storage import outbox
+from storage import outbox, people
 from storage.clock import set_clock
 from storage.models import Assignment, Outbox
-from tests.harness import HR, LILEI, SAMPLE_ORG, Clock
+from tests.harness import EMMA, HR, LILEI, SAMPLE_ORG, Clock
 from tests.harness import test_settings as settings_for
 
 HELP_TITLE = t("cmd.help_title", "zh-CN")
@@ -421,8 +423,8 @@ async def test_different_recipients_are_sent_to_side_by_side(rig: Rig) -> None:
 
 
 async def test_a_recipients_pace_frees_the_sender_for_other_people(rig: Rig) -> None:
-    """One sender, one new message a second per person: the second person is not held up behind
-    the first one's second message (it is given back, due when its pace allows)."""
+    """One sender, one new message a second per person (with its margin): the second person is not
+    held up behind the first one's second message (it is given back, due when its pace allows)."""
     limiter = RateLimiter(
         per_platform={}, per_recipient={"console": 1.0}, clock=lambda: rig.clock.now.timestamp()
     )
@@ -446,8 +448,279 @@ async def test_a_recipients_pace_frees_the_sender_for_other_people(rig: Rig) -> 
     assert [c.key for c in rig.platform.calls] == ["ann1", "bob1"]
     waiting = {r.idempotency_key: r for r in await rig.rows() if r.status == "pending"}
     assert sorted(waiting) == ["ann2", "bob2"]
-    assert all(r.due_at == rig.clock.now + timedelta(seconds=1) for r in waiting.values())
+    pace = timedelta(seconds=1 + RECIPIENT_MARGIN)
+    assert all(abs(r.due_at - (rig.clock.now + pace)) < timedelta(milliseconds=1) for r in waiting.values())
 
-    rig.clock.advance(seconds=1)
+    rig.clock.advance(seconds=pace.total_seconds())
     await delivery.drain()
     assert [c.key for c in rig.platform.calls] == ["ann1", "bob1", "ann2", "bob2"]
+
+
+# ---- per batch: recipients read with the claim, "sent" results written together -----------------
+
+
+@dataclass
+class DirectoryPlatform(FakePlatform):
+    """A platform that can look people up by email (as Slack's users.lookupByEmail) and find a
+    message already sent by its key (as Slack's DM history), counting both."""
+
+    name = "chat"
+    directory: dict[str, str] = field(default_factory=dict)
+    lookups: list[str] = field(default_factory=list)
+    searches: list[str] = field(default_factory=list)
+
+    async def lookup(self, email: str) -> str | None:
+        self.lookups.append(email)
+        return self.directory.get(email)
+
+    async def find_sent(self, recipient: str, key: str) -> str | None:
+        self.searches.append(key)
+        found = [c.message_id for c in self.calls if c.recipient == recipient and c.key == key]
+        return found[0] if found else None
+
+
+async def _person_ids(rig: Rig, *emails: str) -> list[int]:
+    async with rig.app.db.sessions() as session:
+        found = [await people.by_email(session, email=e) for e in emails]
+    assert all(p is not None for p in found)
+    return [p.id for p in found if p is not None]
+
+
+async def _queue(rig: Rig, rows: list[dict[str, Any]]) -> None:
+    async with rig.app.db.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session,
+            rows=[
+                {"kind": "text", "payload": Message(text=r["idempotency_key"]).model_dump(mode="json"), **r}
+                for r in rows
+            ],
+        )
+
+
+async def test_a_batch_reads_known_ids_with_its_claim_and_still_learns_unknown_ones(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known platform ids come with the claim (no session per message); a person without one is
+    looked up by email once (their second message uses what was learned) and remembered."""
+    known = {"wang.fang@example.com": "U-WANG", "lucy.chen@example.com": "U-LUCY"}
+    wang, lucy, emma = await _person_ids(rig, *known, EMMA)
+    async with rig.app.db.sessions() as session, session.begin():
+        for pid, external in ((wang, "U-WANG"), (lucy, "U-LUCY")):
+            await people.remember_identity(session, person_id=pid, platform="chat", external_id=external)
+    platform = DirectoryPlatform(directory={EMMA: "U-EMMA"})
+    delivery = Delivery(rig.app.db, {"chat": platform})
+    asked: list[int | None] = []
+    original = Delivery._recipient
+
+    async def counted(self: Delivery, session: Any, row: outbox.OutboxRow) -> tuple[str | None, str | None]:
+        asked.append(row.person_id)
+        return await original(self, session, row)
+
+    monkeypatch.setattr(Delivery, "_recipient", counted)
+    await _queue(
+        rig,
+        [
+            {"idempotency_key": f"{who}-{n}", "person_id": pid, "platform": "chat"}
+            for who, pid in (("wang", wang), ("lucy", lucy), ("emma", emma))
+            for n in (1, 2)
+        ],
+    )
+
+    assert await delivery.drain() == 6
+    assert {(c.recipient, c.key) for c in platform.calls} == {
+        (recipient, f"{who}-{n}")
+        for who, recipient in (("wang", "U-WANG"), ("lucy", "U-LUCY"), ("emma", "U-EMMA"))
+        for n in (1, 2)
+    }
+    assert asked == [emma]  # only the unknown person's first message needed a session
+    assert platform.lookups == [EMMA]
+    assert {r.status for r in await rig.rows() if r.platform == "chat"} == {"sent"}
+
+    # remembered: the next batch knows Emma's id from its claim
+    await _queue(rig, [{"idempotency_key": "emma-3", "person_id": emma, "platform": "chat"}])
+    assert await delivery.drain() == 1
+    assert platform.lookups == [EMMA] and asked == [emma]
+    assert platform.calls[-1].recipient == "U-EMMA"
+
+
+async def test_every_buffered_sent_result_is_written_with_its_message_id(rig: Rig) -> None:
+    platform = DirectoryPlatform()
+    delivery = Delivery(rig.app.db, {"chat": platform}, concurrency=4)
+    count = 2 * FLUSH_ROWS + 17  # some flushed when the buffer fills, the rest at the end of a pass
+    await _queue(
+        rig, [{"idempotency_key": f"k{n}", "recipient": f"U{n}", "platform": "chat"} for n in range(count)]
+    )
+
+    assert await delivery.drain() == count
+    sent = {c.key: c.message_id for c in platform.calls}
+    rows = [r for r in await rig.rows() if r.platform == "chat"]
+    assert len(sent) == len(rows) == count
+    for row in rows:
+        assert (row.status, row.attempts, row.in_doubt) == ("sent", 1, False)
+        assert row.platform_message_id == sent[row.idempotency_key]
+        assert row.sent_at == rig.clock.now
+
+
+async def test_sent_results_are_written_soon_while_a_pass_is_still_sending(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long pass does not keep its results unwritten until it ends (a crash would lose them all)."""
+    monkeypatch.setattr("bot.delivery.FLUSH_SECONDS", 0.0)
+    gate = asyncio.Event()
+
+    @dataclass
+    class Slow(DirectoryPlatform):
+        async def send(self, recipient: str, message: Message, *, key: str) -> str:
+            if key == "late":
+                await gate.wait()
+            return await super().send(recipient, message, key=key)
+
+    delivery = Delivery(rig.app.db, {"chat": Slow()}, concurrency=2)
+    await _queue(rig, [{"idempotency_key": k, "recipient": k, "platform": "chat"} for k in ("late", "early")])
+    draining = asyncio.create_task(delivery.drain_once())
+    try:
+        async with asyncio.timeout(5):
+            while (await rig.row("early")).status != "sent":
+                await asyncio.sleep(0.01)
+        assert (await rig.row("late")).status == "sending"
+    finally:
+        gate.set()
+        await draining
+    assert (await rig.row("late")).status == "sent"
+
+
+async def test_a_row_taken_over_during_a_batch_is_not_recorded_as_sent_by_this_sender(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch's rows are recorded together, each only under this sender's claim: one whose claim
+    another sender took over meanwhile (a new lease) is left as the other sender has it."""
+    other_lease = rig.clock.now + timedelta(hours=1)
+
+    @dataclass
+    class TakenOver(DirectoryPlatform):
+        async def send(self, recipient: str, message: Message, *, key: str) -> str:
+            message_id = await super().send(recipient, message, key=key)
+            if key == "b":  # meanwhile another sender claimed it (after this one's lease ran out)
+                async with rig.app.db.engine.begin() as conn:
+                    await conn.execute(
+                        Outbox.__table__.update()  # type: ignore[attr-defined]
+                        .where(Outbox.__table__.c.idempotency_key == "b")  # type: ignore[attr-defined]
+                        .values(due_at=other_lease, in_doubt=True)
+                    )
+            return message_id
+
+    delivery = Delivery(rig.app.db, {"chat": TakenOver()})
+    await _queue(rig, [{"idempotency_key": k, "recipient": f"U-{k}", "platform": "chat"} for k in "abc"])
+
+    with caplog.at_level(logging.WARNING, logger="bot.delivery"):
+        assert await delivery.drain() == 3
+    a, b, c = [await rig.row(k) for k in "abc"]
+    assert (a.status, c.status) == ("sent", "sent")
+    assert (b.status, b.attempts, b.due_at, b.platform_message_id) == ("sending", 0, other_lease, None)
+    assert f"outbox row {b.id} was taken over by another sender" in caplog.text
+
+
+async def test_mark_sent_records_each_row_under_its_own_lease(rig: Rig) -> None:
+    await _queue(rig, [{"idempotency_key": k, "recipient": k, "platform": "chat"} for k in "abc"])
+    lease = rig.clock.now + LEASE
+    async with rig.app.db.sessions() as session, session.begin():
+        a, b, c = await outbox.claim_due(session, platforms=["chat"], limit=10, lease_until=lease)
+        renewed = lease + timedelta(seconds=30)
+        assert await outbox.renew(session, outbox_id=b.id, lease_until=lease, until=renewed)
+    marks = [
+        outbox.SentMark(a.id, lease, "ma", rig.clock.now),
+        outbox.SentMark(b.id, renewed, "mb", rig.clock.now),
+        outbox.SentMark(c.id, lease - timedelta(seconds=1), "mc", rig.clock.now),  # not c's claim
+    ]
+    async with rig.app.db.sessions() as session, session.begin():
+        assert await outbox.mark_sent(session, marks=marks) == {a.id, b.id}
+    rows = {r.idempotency_key: r for r in await rig.rows()}
+    assert [(rows[k].status, rows[k].platform_message_id) for k in "abc"] == [
+        ("sent", "ma"),
+        ("sent", "mb"),
+        ("sending", None),
+    ]
+
+
+async def test_a_crash_before_sent_results_are_written_finds_them_instead_of_sending_twice(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after the platform accepted the messages but before their "sent" was
+    written: after the lease they come back in doubt, are found on the platform, and not resent."""
+    platform = DirectoryPlatform()
+    dying = Delivery(rig.app.db, {"chat": platform})
+
+    async def died_first() -> None:  # the process is gone before it writes anything
+        dying._sent.clear()
+
+    monkeypatch.setattr(dying, "flush", died_first)
+    await _queue(rig, [{"idempotency_key": k, "recipient": f"U-{k}", "platform": "chat"} for k in "ab"])
+    await dying.drain_once()
+    assert [c.key for c in platform.calls] == ["a", "b"]
+    assert {r.status for r in await rig.rows() if r.platform == "chat"} == {"sending"}
+
+    rig.clock.advance(seconds=LEASE.total_seconds())
+    survivor = Delivery(rig.app.db, {"chat": platform})
+    assert await survivor.drain() == 2
+    assert sorted(platform.searches) == ["a", "b"]
+    assert [c.key for c in platform.calls] == ["a", "b"]  # nothing sent twice
+    for row in [await rig.row(k) for k in "ab"]:
+        assert (row.status, row.in_doubt) == ("sent", False)
+        assert row.platform_message_id == next(
+            c.message_id for c in platform.calls if c.key == row.idempotency_key
+        )
+    assert 'cadence_sends_total{platform="chat",outcome="found"} 2' in survivor.metrics.render(depth=None)
+
+
+async def test_an_edit_of_a_message_not_yet_recorded_updates_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "saved" edit right behind its question in one batch: the question's id is known before
+    its "sent" is written, and the edit updates it instead of posting a new message."""
+    monkeypatch.setattr("bot.delivery.FLUSH_SECONDS", 3600.0)
+    platform = DirectoryPlatform()
+    delivery = Delivery(rig.app.db, {"chat": platform})
+    question = Message(text="question").model_dump(mode="json")
+    saved = Message(text="saved", replaces="q").model_dump(mode="json")
+    await _queue(
+        rig,
+        [
+            {"idempotency_key": "q", "recipient": "U1", "platform": "chat", "payload": question},
+            {"idempotency_key": "q:saved", "recipient": "U1", "platform": "chat", "payload": saved},
+        ],
+    )
+    assert await delivery.drain() == 2
+    first, edit = platform.calls
+    assert (first.call, edit.call, edit.message_id) == ("send", "update", first.message_id)
+    assert (await rig.row("q:saved")).platform_message_id == first.message_id
+
+
+# ---- rate limits -------------------------------------------------------------------------------
+
+
+async def test_one_recipients_429_does_not_hold_up_other_recipients(rig: Rig) -> None:
+    @dataclass
+    class Refusing(DirectoryPlatform):
+        async def send(self, recipient: str, message: Message, *, key: str) -> str:
+            if recipient == "U-ann":
+                self.attempts.append(key)
+                raise SendError("ratelimited", retry_after=30)
+            return await super().send(recipient, message, key=key)
+
+    platform = Refusing()
+    delivery = Delivery(rig.app.db, {"chat": platform}, limiter=rig.app.delivery.limiter, concurrency=1)
+    await _queue(
+        rig,
+        [
+            {"idempotency_key": f"{who}{n}", "recipient": f"U-{who}", "platform": "chat"}
+            for who in ("ann", "bob", "cy")
+            for n in (1, 2)
+        ],
+    )
+    async with asyncio.timeout(5):  # a paused platform would sleep 30 s on the real clock
+        await delivery.drain()
+    assert [c.key for c in platform.calls] == ["bob1", "bob2", "cy1", "cy2"]
+    assert [k for k in platform.attempts if k.startswith("ann")] == ["ann1"]  # ann2 waits behind it
+    ann1, ann2 = await rig.row("ann1"), await rig.row("ann2")
+    assert (ann1.status, ann2.status) == ("pending", "pending")
+    assert ann1.due_at == ann2.due_at == rig.clock.now + timedelta(seconds=30)
