@@ -11,6 +11,7 @@ import yaml
 from sqlalchemy import text
 
 from bot.app import App, platforms_from
+from bot.platforms.slack import SlackPlatform
 from bot.settings import SlackSettings
 from conversations.org_service import import_org_file
 from storage.clock import set_clock
@@ -32,6 +33,18 @@ def slack_users() -> dict[str, str]:
             r"[^A-Z0-9]", "", person["email"].split("@")[0].upper()
         )
     return users
+
+
+def platform_for(fake: SlackFake) -> SlackPlatform:
+    """The real Slack adapter pointed at the fake, without Slack's per-channel pacing (it waits)."""
+    settings = SlackSettings(
+        enabled=True,
+        bot_token=BOT_TOKEN,
+        app_token=APP_TOKEN,
+        api_url=fake.base_url,
+        per_recipient_per_s=None,
+    )
+    return SlackPlatform(settings)
 
 
 class SlackRig:

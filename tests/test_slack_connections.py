@@ -20,7 +20,7 @@ from bot.platforms.slack import SlackPlatform
 from bot.settings import SlackSettings
 from conversations.messages import Message
 from tests.fakes.slack import PROXY_ENV_VARS, SlackFake
-from tests.slack_rig import APP_TOKEN, BOT_TOKEN
+from tests.slack_rig import BOT_TOKEN, platform_for
 
 PEOPLE = 25
 USERS = {f"person{n}@example.com": f"U{n:04d}" for n in range(PEOPLE)}
@@ -50,17 +50,6 @@ class Events:
         self.seen.append(event)
         if acknowledge is not None:
             await acknowledge()
-
-
-def platform_for(fake: SlackFake) -> SlackPlatform:
-    settings = SlackSettings(
-        enabled=True,
-        bot_token=BOT_TOKEN,
-        app_token=APP_TOKEN,
-        api_url=fake.base_url,
-        per_recipient_per_s=None,
-    )
-    return SlackPlatform(settings)
 
 
 @pytest.fixture

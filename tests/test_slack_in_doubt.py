@@ -15,10 +15,9 @@ import pytest
 
 from bot.platforms.base import EventHandler, Platform, SendError
 from bot.platforms.slack import OUTBOX_EVENT, SlackPlatform
-from bot.settings import SlackSettings
 from conversations.messages import Message
 from tests.fakes.slack import DEFAULT_SCOPES, PROXY_ENV_VARS, SlackFake
-from tests.slack_rig import APP_TOKEN, BOT_TOKEN
+from tests.slack_rig import platform_for
 
 EMMA, EMMA_EMAIL = "U01EMMA", "emma.smith@example.com"
 LEI, LEI_EMAIL = "U01LEI", "li.lei@example.com"
@@ -50,17 +49,6 @@ def clock() -> Clock:
 async def fake(clock: Clock) -> AsyncIterator[SlackFake]:
     async with SlackFake(users=USERS, clock=clock) as server:
         yield server
-
-
-def platform_for(fake: SlackFake) -> SlackPlatform:
-    settings = SlackSettings(
-        enabled=True,
-        bot_token=BOT_TOKEN,
-        app_token=APP_TOKEN,
-        api_url=fake.base_url,
-        per_recipient_per_s=None,
-    )
-    return SlackPlatform(settings)
 
 
 @pytest.fixture
