@@ -137,6 +137,12 @@ def platforms_from(settings: Settings) -> dict[str, Platform]:
         built["slack"] = SlackPlatform(
             settings.slack, http_host=settings.http_host, http_port=settings.http_port
         )
+    if settings.feishu.enabled:
+        from bot.platforms.feishu import FeishuPlatform
+
+        built["feishu"] = FeishuPlatform(
+            settings.feishu, http_host=settings.http_host, http_port=settings.http_port
+        )
     return built
 
 
@@ -151,7 +157,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     await app.start()
     if settings.scheduler.enabled:
         app.scheduler.start()
-    # Slack's HTTP mode already serves the port (with these routes added); otherwise serve them here
+    # Slack's HTTP mode and Feishu's webhook mode already serve the port (with these routes added);
+    # otherwise serve them here
     serving_http = any(getattr(p, "http_address", None) for p in app.platforms.values())
     health = None
     if not serving_http:

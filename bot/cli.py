@@ -96,6 +96,79 @@ def org_import(file: Path) -> None:
         sys.exit(1)
 
 
+# directories `cadence org sync SOURCE` reads: the module in bot/platforms offering
+# `read_configured_directory(settings, progress=...)`; adding a source is one line here
+ORG_SYNC_SOURCES = {
+    "feishu": "bot.platforms.feishu_directory",
+}
+
+
+@org.command("sync")
+@click.argument("source", type=click.Choice(sorted(ORG_SYNC_SOURCES)), metavar="SOURCE")
+def org_sync(source: str) -> None:
+    """Upsert people from a platform's directory (SOURCE); people who left it are deactivated."""
+    import importlib
+
+    from conversations.org_sync import (
+        DirectoryError,
+        OrgSyncError,
+        describe_directory_error,
+        format_sync_refusal,
+        format_sync_report,
+        sync_directory,
+    )
+    from storage.engine import Database
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    locale = settings.default_locale
+    reader = importlib.import_module(ORG_SYNC_SOURCES[source])
+    platform = t(f"orgsync.platform_{source}", locale)
+    terminal = sys.stderr.isatty()
+    drawn: list[int] = []  # set while a terminal's progress line is open
+
+    def progress(count: int) -> None:
+        # a counter redrawn in place on a terminal; logs and pipes get only the final count
+        if terminal:
+            drawn[:] = [count]
+            line = t("orgsync.read_progress", locale, platform=platform, count=count)
+            click.echo("\r" + line, nl=False, err=True)
+
+    async def run() -> str:
+        click.echo(t("orgsync.reading", locale, platform=platform), err=True)
+        try:
+            directory = await reader.read_configured_directory(settings, progress=progress)
+        finally:
+            if drawn:
+                click.echo(err=True)
+        if not terminal:
+            count = len(directory.people)
+            click.echo(t("orgsync.read_progress", locale, platform=platform, count=count), err=True)
+        database = Database(settings.database_url)
+        try:
+            await upgrade(database.engine)
+            report = await sync_directory(
+                database,
+                platform=source,
+                people=directory.people,
+                source=source,
+                default_timezone=settings.default_timezone,
+                default_locale=locale,
+            )
+            return format_sync_report(report, locale)
+        finally:
+            await database.dispose()
+
+    try:
+        click.echo(asyncio.run(run()))
+    except DirectoryError as exc:
+        click.echo(describe_directory_error(exc, locale), err=True)
+        sys.exit(1)
+    except OrgSyncError as exc:
+        click.echo(format_sync_refusal(exc, locale), err=True)
+        sys.exit(1)
+
+
 @org.command("show")
 def org_show() -> None:
     """Print the org tree."""

@@ -30,6 +30,10 @@ def is_placeholder(value: str | None) -> bool:
     return value is None or bool(_PLACEHOLDER.match(value.strip()))
 
 
+# FEISHU_DOMAIN's two names: Feishu in mainland China, Lark elsewhere
+FEISHU_DOMAINS = {"feishu": "https://open.feishu.cn", "lark": "https://open.larksuite.com"}
+
+
 class _Section(BaseModel):
     """A platform or connector; its ``secrets`` must be real when it is enabled."""
 
@@ -85,17 +89,45 @@ class SlackSettings(_Section):
 
 
 class FeishuSettings(_Section):
-    """Feishu / Lark: long connection by default, webhook when a verification token is set."""
+    """Feishu / Lark: the long connection by default; ``FEISHU_CONNECTION=webhook`` serves HTTP instead."""
 
     app_id: str = ""
     app_secret: str = ""
+    # "long": the SDK's WebSocket (no public URL needed); "webhook": Feishu POSTs to /feishu/events
+    connection: Literal["long", "webhook"] = "long"
     verification_token: str = ""
     encrypt_key: str = ""
-    domain: str = "https://open.feishu.cn"
+    # "feishu" (open.feishu.cn), "lark" (open.larksuite.com) or a base URL (a proxy, a regional domain)
+    domain: str = "feishu"
     # the reference's published limits: 50 requests/s per app, 5/s per user
     rate_per_s: float | None = 50.0
     per_recipient_per_s: float | None = 5.0
     secret_fields = ("app_id", "app_secret")
+
+    def missing_secrets(self) -> list[str]:
+        """As for every platform, plus: webhook mode needs the verification token to check requests."""
+        missing = super().missing_secrets()
+        if self.connection == "webhook" and is_placeholder(self.verification_token):
+            missing.append("verification_token")
+        return missing
+
+    @field_validator("domain")
+    @classmethod
+    def _known_domain(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in FEISHU_DOMAINS:
+            return value.lower()
+        if not re.fullmatch(r"https?://[^/\s?#]+/?", value):
+            raise ValueError(
+                "FEISHU_DOMAIN must be feishu, lark or a base URL such as https://open.feishu.cn "
+                f"(got {value!r})"
+            )
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """The Open Platform base URL the domain setting names."""
+        return FEISHU_DOMAINS.get(self.domain, self.domain)
 
 
 class DingtalkSettings(_Section):

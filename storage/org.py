@@ -212,10 +212,17 @@ def _set_managers(rows: Sequence[OrgRow], people: dict[str, Person], changes: Or
             changes.note_change(row.email, ["manager"])
 
 
-def _deactivate_missing(rows: Sequence[OrgRow], people: dict[str, Person], changes: OrgChanges) -> None:
+def _deactivate_missing(
+    rows: Sequence[OrgRow],
+    people: dict[str, Person],
+    changes: OrgChanges,
+    only_ids: set[int] | None = None,
+) -> None:
     in_file = {row.email for row in rows}
     now = utcnow()
     for email, person in people.items():
+        if only_ids is not None and person.id not in only_ids:
+            continue
         if person.active and email not in in_file:
             person.active = False
             person.updated_at = now
@@ -256,14 +263,23 @@ async def _write_identities(
 
 
 async def apply_org(
-    session: AsyncSession, *, rows: Sequence[OrgRow], actor_id: int | None = None, source: str = ""
+    session: AsyncSession,
+    *,
+    rows: Sequence[OrgRow],
+    actor_id: int | None = None,
+    source: str = "",
+    only_platform: str | None = None,
+    action: str = "org.import",
 ) -> OrgChanges:
     """Make the people table match ``rows``; does not commit (the caller owns the transaction).
 
     Raises IdentityConflictError before writing anything if an id in the file belongs to someone else.
     Rows must already be validated: unique emails, managers present in ``rows``, no cycles.
+    With ``only_platform`` (a directory sync), only people holding an id on that platform are
+    deactivated when missing from ``rows``; everyone else missing from them is left as stored.
     """
     await _lock_org(session)
+    holders = await _platform_holders(session, only_platform) if only_platform is not None else None
     people = {p.email.lower(): p for p in await list_people(session, active_only=False)}
     identities = await _org_identities(session)
     conflicts = find_identity_conflicts(rows, list(people.values()), identities)
@@ -273,11 +289,22 @@ async def apply_org(
     _upsert_people(session, rows, people, changes)
     await session.flush()  # new people get their ids here
     _set_managers(rows, people, changes)
-    _deactivate_missing(rows, people, changes)
+    _deactivate_missing(rows, people, changes, holders)
     await _write_identities(session, rows, people, identities, changes)
-    session.add(AuditLog(actor_id=actor_id, action="org.import", detail=_audit_detail(changes, source)))
+    session.add(AuditLog(actor_id=actor_id, action=action, detail=_audit_detail(changes, source)))
     await session.flush()
     return changes
+
+
+async def _platform_holders(session: AsyncSession, platform: str) -> set[int]:
+    # any tenant: an id the bot linked in chat ties a person to the platform as much as the org file's
+    query = select(Identity.person_id).where(col(Identity.platform) == platform)
+    return set((await session.exec(query)).all())
+
+
+async def lock_org(session: AsyncSession) -> None:
+    """Hold the org lock for the rest of the transaction (PostgreSQL), so a read-then-apply is atomic."""
+    await _lock_org(session)
 
 
 async def _lock_org(session: AsyncSession) -> None:

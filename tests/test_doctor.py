@@ -1,7 +1,9 @@
-"""``cadence doctor`` as an operator runs it: the database and Slack checked, and what to fix said plainly.
+"""``cadence doctor`` as an operator runs it: the database, Slack and Feishu checked, and what to fix
+said plainly.
 
 The real ``slack_sdk`` talks to the Slack fake over a real socket. The command runs ``asyncio.run``
-itself, so the fake serves from an event loop of its own on a background thread.
+itself, so the fake serves from an event loop of its own on a background thread (the Feishu fake
+always does).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from click.testing import CliRunner, Result
 
 from bot import settings as settings_module
 from bot.cli import main
-from bot.doctor import required_slack_scopes, run_checks
-from bot.settings import Settings, SlackSettings
+from bot.doctor import Finding, report, required_slack_scopes, run_checks, scope_named
+from bot.settings import FeishuSettings, Settings, SlackSettings
 from conversations.i18n import t
 from storage.migrate import revisions
 from tests.cli_env import isolate
+from tests.fakes.feishu import FeishuFake
 from tests.fakes.slack import DEFAULT_SCOPES, SlackFake
 from tests.harness import test_settings as settings_for
 from tests.slack_rig import APP_TOKEN, BOT_TOKEN
@@ -106,7 +109,7 @@ def lines(result: Result) -> dict[str, str]:
     for line in result.output.splitlines():
         mark, _, rest = line.partition(" ")
         subject, _, detail = rest.partition(": ")
-        if mark in ("✓", "✗"):
+        if mark in ("✓", "✗", "⚠"):
             found[subject] = f"{mark} {detail}"
     return found
 
@@ -366,3 +369,298 @@ async def test_run_checks_reports_each_problem_as_a_finding(db_url: str) -> None
         ("SLACK_APP_TOKEN", False),
     ]
     assert "users:read.email" in findings[2].detail
+
+
+# ---- Feishu -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def feishu() -> Iterator[Callable[..., FeishuFake]]:
+    """Start a Feishu fake (it serves from its own thread); every one started is stopped afterwards."""
+    started: list[FeishuFake] = []
+
+    def start(**options: Any) -> FeishuFake:
+        fake = FeishuFake(**options)
+        asyncio.run(fake.start())
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        asyncio.run(fake.stop())
+
+
+def feishu_env(fake: FeishuFake | None = None, **overrides: str) -> dict[str, str]:
+    """The environment of a long-connection install pointed at ``fake``."""
+    env = {
+        "FEISHU_ENABLED": "true",
+        "FEISHU_APP_ID": fake.app_id if fake is not None else "cli_a4f3b2c1d0e9f8a7",
+        "FEISHU_APP_SECRET": fake.app_secret if fake is not None else "Vb7Kp2Qx9Lm4Tz8Rw3Ny6Hs1Jd5Fg0Ca",
+        "FEISHU_DOMAIN": fake.url if fake is not None else "",
+    }
+    env.update(overrides)
+    return env
+
+
+FEISHU_CHECKS = {"DATABASE_URL", "SCHEDULER_FILE", "FEISHU_APP_SECRET", "FEISHU_CONNECTION", "FEISHU_APP_ID"}
+
+
+def test_feishu_configured_right_is_all_ticks(sqlite_db: str, feishu: Callable[..., FeishuFake]) -> None:
+    fake = feishu()
+
+    result = doctor(sqlite_db, **feishu_env(fake))
+
+    assert result.exit_code == 0, result.output
+    found = lines(result)
+    assert set(found) == FEISHU_CHECKS, result.output
+    assert found["FEISHU_APP_SECRET"] == "✓ " + t("doctor.feishu_ok", "en", app_id=fake.app_id, url=fake.url)
+    assert found["FEISHU_CONNECTION"] == "✓ " + t("doctor.feishu_ws_ok", "en")
+    assert found["FEISHU_APP_ID"] == "✓ " + t("doctor.feishu_permissions_ok", "en")
+    # what Feishu saw: the token asked for with the app's credentials; the long connection's bootstrap
+    # as lark-oapi's ws.Client makes it; the two permission probes with the token
+    (token,) = fake.calls_to("/tenant_access_token/internal")
+    assert token.body == {"app_id": fake.app_id, "app_secret": fake.app_secret}
+    (endpoint,) = fake.calls_to("/callback/ws/endpoint")
+    assert endpoint.method == "POST"
+    assert endpoint.body == {"AppID": fake.app_id, "AppSecret": fake.app_secret}
+    assert endpoint.headers["locale"] == "zh"
+    probes = fake.calls_to("/users/batch_get_id") + fake.calls_to("/departments/0/children")
+    assert [c.headers["authorization"].startswith("Bearer t-") for c in probes] == [True, True]
+    assert fake.connections == 0  # doctor asks for a connection URL, it does not connect
+
+
+def test_feishu_is_checked_in_chinese_too(sqlite_db: str, feishu: Callable[..., FeishuFake]) -> None:
+    fake = feishu()
+
+    result = doctor(sqlite_db, locale="zh-CN", **feishu_env(fake))
+
+    assert result.exit_code == 0, result.output
+    found = lines(result)
+    assert found["FEISHU_APP_SECRET"] == "✓ " + t(
+        "doctor.feishu_ok", "zh-CN", app_id=fake.app_id, url=fake.url
+    )
+    assert found["FEISHU_CONNECTION"] == "✓ " + t("doctor.feishu_ws_ok", "zh-CN")
+    assert "长连接" in found["FEISHU_CONNECTION"]
+    assert found["FEISHU_APP_ID"] == "✓ " + t("doctor.feishu_permissions_ok", "zh-CN")
+
+
+def test_a_wrong_feishu_app_secret_is_named_with_feishus_error(
+    sqlite_db: str, feishu: Callable[..., FeishuFake]
+) -> None:
+    fake = feishu()
+
+    result = doctor(sqlite_db, **feishu_env(fake, FEISHU_APP_SECRET="Qm3Zt8Wc1Rv6Ny2Lk7Hb4Xs9Jd0Fp5Ga"))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["FEISHU_APP_SECRET"] == "✗ " + t(
+        "doctor.feishu_credentials_bad", "en", error="10014 app secret invalid"
+    )
+    assert "App Secret" in found["FEISHU_APP_SECRET"]  # says what to copy, and from where
+    # without a token nothing else can be checked: one finding, and no long connection asked for
+    assert set(found) == {"DATABASE_URL", "SCHEDULER_FILE", "FEISHU_APP_SECRET"}, result.output
+    assert fake.calls_to("/callback/ws/endpoint") == []
+    assert "Traceback" not in result.output
+
+
+def test_a_wrong_feishu_app_secret_in_chinese(sqlite_db: str, feishu: Callable[..., FeishuFake]) -> None:
+    fake = feishu()
+
+    result = doctor(
+        sqlite_db, locale="zh-CN", **feishu_env(fake, FEISHU_APP_SECRET="Qm3Zt8Wc1Rv6Ny2Lk7Hb4Xs9")
+    )
+
+    assert result.exit_code == 1, result.output
+    assert lines(result)["FEISHU_APP_SECRET"] == "✗ " + t(
+        "doctor.feishu_credentials_bad", "zh-CN", error="10014 app secret invalid"
+    )
+
+
+def test_an_unreachable_feishu_domain_is_named(sqlite_db: str) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+
+    result = doctor(sqlite_db, **feishu_env(None, FEISHU_DOMAIN=url))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert set(found) == {"DATABASE_URL", "SCHEDULER_FILE", "FEISHU_DOMAIN"}, result.output
+    assert found["FEISHU_DOMAIN"].startswith("✗ cannot reach Feishu at " + url)
+    assert "FEISHU_DOMAIN" in found["FEISHU_DOMAIN"]  # says which setting to check
+    assert "Traceback" not in result.output
+
+
+def test_a_feishu_domain_that_is_not_feishus_api_is_named(
+    sqlite_db: str, slack: Callable[..., SlackFake]
+) -> None:
+    # some other web server: it answers the token request with a plain-text 404
+    url = slack().url
+
+    result = doctor(sqlite_db, **feishu_env(None, FEISHU_DOMAIN=url))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["FEISHU_DOMAIN"] == "✗ " + t(
+        "doctor.feishu_not_api", "en", url=url, error="Feishu answered HTTP 404 without its JSON"
+    )
+    assert "FEISHU_APP_SECRET" not in found  # not taken for a verdict on the credentials
+
+
+def test_too_many_long_connections_are_explained(sqlite_db: str, feishu: Callable[..., FeishuFake]) -> None:
+    fake = feishu()
+    # what Feishu answers when the app already has 50 long connections (HTTP 200, a code)
+    fake.fail("/callback/ws/endpoint", code=1000040350, status=200)
+
+    result = doctor(sqlite_db, **feishu_env(fake))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["FEISHU_CONNECTION"] == "✗ " + t(
+        "doctor.feishu_ws_too_many", "en", error="1000040350 injected failure 1000040350"
+    )
+    assert "50" in found["FEISHU_CONNECTION"]
+    assert found["FEISHU_APP_SECRET"].startswith("✓")
+    assert found["FEISHU_APP_ID"].startswith("✓")  # one run shows everything there is to fix
+
+
+def test_a_refused_long_connection_suggests_webhook_mode(
+    sqlite_db: str, feishu: Callable[..., FeishuFake]
+) -> None:
+    fake = feishu()
+    fake.fail("/callback/ws/endpoint", code=403, status=200)
+
+    result = doctor(sqlite_db, **feishu_env(fake))
+
+    assert result.exit_code == 1, result.output
+    detail = lines(result)["FEISHU_CONNECTION"]
+    assert detail == "✗ " + t("doctor.feishu_ws_refused", "en", error="403 injected failure 403")
+    assert "FEISHU_CONNECTION=webhook" in detail
+
+
+def test_webhook_mode_without_an_encrypt_key_is_a_warning_with_the_url(
+    sqlite_db: str, feishu: Callable[..., FeishuFake]
+) -> None:
+    fake = feishu()
+
+    result = doctor(
+        sqlite_db,
+        **feishu_env(
+            fake,
+            FEISHU_CONNECTION="webhook",
+            FEISHU_VERIFICATION_TOKEN=fake.verification_token,
+            HTTP_PORT="8443",
+        ),
+    )
+
+    assert result.exit_code == 0, result.output  # it works: a warning is not a failure
+    found = lines(result)
+    assert found["FEISHU_ENCRYPT_KEY"] == "⚠ " + t("doctor.feishu_unsigned", "en")
+    assert "neither signed nor encrypted" in found["FEISHU_ENCRYPT_KEY"]
+    assert found["FEISHU_CONNECTION"] == "✓ " + t(
+        "doctor.feishu_webhook_ok", "en", host="127.0.0.1", port=8443, path="/feishu/events"
+    )
+    assert "http(s)://<your host>:8443/feishu/events" in found["FEISHU_CONNECTION"]
+    assert fake.calls_to("/callback/ws/endpoint") == []  # no long connection in webhook mode
+    assert found["FEISHU_APP_ID"].startswith("✓")
+
+
+def test_webhook_mode_with_an_encrypt_key_has_no_warning(
+    sqlite_db: str, feishu: Callable[..., FeishuFake]
+) -> None:
+    fake = feishu()
+
+    result = doctor(
+        sqlite_db,
+        locale="zh-CN",
+        **feishu_env(
+            fake,
+            FEISHU_CONNECTION="webhook",
+            FEISHU_VERIFICATION_TOKEN=fake.verification_token,
+            FEISHU_ENCRYPT_KEY=fake.encrypt_key,
+        ),
+    )
+
+    assert result.exit_code == 0, result.output
+    found = lines(result)
+    assert set(found) == FEISHU_CHECKS, result.output
+    assert found["FEISHU_CONNECTION"] == "✓ " + t(
+        "doctor.feishu_webhook_ok", "zh-CN", host="127.0.0.1", port=8080, path="/feishu/events"
+    )
+
+
+def test_missing_feishu_permissions_are_named(sqlite_db: str, feishu: Callable[..., FeishuFake]) -> None:
+    fake = feishu()
+    fake.fail("/users/batch_get_id", code=99991672)
+    fake.fail("/departments/0/children", code=99991672)
+
+    result = doctor(sqlite_db, **feishu_env(fake))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["FEISHU_APP_ID"] == "✗ " + t(
+        "doctor.feishu_scopes", "en", scopes="contact:user.id:readonly, contact:contact.base:readonly"
+    )
+    assert "publish" in found["FEISHU_APP_ID"]  # a permission takes effect with a new version
+    assert found["FEISHU_CONNECTION"].startswith("✓")
+
+
+def test_a_contact_range_short_of_the_whole_org_is_a_warning(
+    sqlite_db: str, feishu: Callable[..., FeishuFake]
+) -> None:
+    fake = feishu()
+    fake.fail("/departments/0/children", code=40004, status=403)  # "no dept authority error"
+
+    result = doctor(sqlite_db, **feishu_env(fake))
+
+    assert result.exit_code == 0, result.output
+    detail = lines(result)["FEISHU_APP_ID"]
+    assert detail == "⚠ " + t("doctor.feishu_contact_range", "en")
+    assert "cadence org sync feishu" in detail
+
+
+def test_the_scope_feishus_refusal_names_is_the_one_to_grant() -> None:
+    refusal = (
+        "Feishu error 99991672: Access denied. One of the following scopes is required: "
+        "[contact:contact.base:readonly, contact:contact:access_as_app, contact:contact:readonly]."
+        "应用尚未开通所需的应用身份权限：[contact:contact.base:readonly, contact:contact:access_as_app] "
+        "(HTTP 400, GET /open-apis/contact/v3/departments/0/children)"
+    )
+    assert scope_named(refusal, "fallback") == "contact:contact.base:readonly"
+    assert scope_named("Feishu error 99991672: injected failure 99991672", "fallback") == "fallback"
+
+
+async def test_webhook_mode_without_a_verification_token_is_refused(sqlite_db: str) -> None:
+    # settings refuse this combination when read; a Settings built in code can still carry it
+    fake = FeishuFake()
+    await fake.start()
+    try:
+        settings: Settings = settings_for(sqlite_db)
+        valid = FeishuSettings(
+            enabled=True,
+            app_id=fake.app_id,
+            app_secret=fake.app_secret,
+            domain=fake.url,
+            connection="webhook",
+            verification_token="v",
+        )
+        settings.feishu = valid.model_copy(update={"verification_token": ""})
+
+        findings = await run_checks(settings)
+    finally:
+        await fake.stop()
+
+    by_subject = {f.subject: f for f in findings}
+    assert not by_subject["FEISHU_VERIFICATION_TOKEN"].ok
+    assert by_subject["FEISHU_VERIFICATION_TOKEN"].detail == t(
+        "doctor.feishu_token_missing", settings.default_locale
+    )
+
+
+def test_a_warning_is_marked_apart_from_ticks_and_crosses() -> None:
+    text = report(
+        [
+            Finding("A", True, "fine"),
+            Finding("B", False, "broken"),
+            Finding("C", True, "works, but", warning=True),
+        ]
+    )
+    assert text.splitlines() == ["✓ A: fine", "✗ B: broken", "⚠ C: works, but"]

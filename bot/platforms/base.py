@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -77,6 +79,33 @@ class EventHandler(Protocol):
     def __call__(
         self, event: IncomingEvent, *, acknowledge: Callable[[], Awaitable[None]] | None = None
     ) -> Coroutine[Any, Any, None]: ...
+
+
+async def hand_over(
+    on_event: EventHandler, event: IncomingEvent, *, working: set[asyncio.Task[None]], metrics: Any = None
+) -> None:
+    """Hand ``event`` to Cadence and return once it is journaled (the platform acknowledges after).
+
+    So an acknowledged event is always journaled; its processing goes on in the background (kept in
+    ``working``, for ``stop`` to wait on) without holding the acknowledgement up. If it fails before
+    it is journaled, this raises: the platform must not acknowledge, and will deliver it again.
+    """
+    journaled = asyncio.Event()
+    received = time.monotonic()
+
+    async def acknowledge() -> None:
+        journaled.set()
+        if metrics is not None:
+            metrics.acked(time.monotonic() - received)
+
+    work = asyncio.create_task(on_event(event, acknowledge=acknowledge))
+    working.add(work)
+    work.add_done_callback(working.discard)
+    waiting = asyncio.create_task(journaled.wait())
+    await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if not journaled.is_set():
+        await work
 
 
 class SendError(RuntimeError):

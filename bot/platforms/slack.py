@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -42,7 +41,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.http_runner import bound_port
-from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError
+from bot.platforms.base import EventHandler, IncomingEvent, Platform, SendError, hand_over
 from bot.platforms.slack_blocks import (
     FORM_ACTION,
     FORM_CALLBACK,
@@ -224,26 +223,10 @@ class SlackPlatform(Platform):
         """Hand ``event`` to Cadence and return once it is journaled (Bolt acknowledges on return).
 
         The app runs with ``process_before_response``: Slack hears the acknowledgement only after
-        the listener returns, so an acknowledged event is always journaled, and its processing
-        continues in the background without holding the acknowledgement up.
+        the listener returns, so an acknowledged event is always journaled.
         """
         assert self._on_event is not None
-        journaled = asyncio.Event()
-        received = time.monotonic()
-
-        async def acknowledge() -> None:
-            journaled.set()
-            if self.metrics is not None:
-                self.metrics.acked(time.monotonic() - received)
-
-        work = asyncio.create_task(self._on_event(event, acknowledge=acknowledge))
-        self._working.add(work)
-        work.add_done_callback(self._working.discard)
-        waiting = asyncio.create_task(journaled.wait())
-        await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if not journaled.is_set():
-            await work  # failed before it was journaled: raise, so Slack is not acknowledged and re-sends
+        await hand_over(self._on_event, event, working=self._working, metrics=self.metrics)
 
     async def _email_of(self, user: str) -> str | None:
         """The person's email as Slack has it (cached): how a Slack user is matched to the org.
