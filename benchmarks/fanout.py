@@ -1,4 +1,4 @@
-"""Benchmark a scheduled fan-out: the planner opens a cycle for N people and every prompt reaches Slack.
+"""Benchmark a scheduled fan-out: the planner opens a cycle for N people, each prompt reaches Slack or Feishu.
 
 Run as ``python benchmarks/fanout.py``. It prints one JSON line per case::
 
@@ -6,27 +6,34 @@ Run as ``python benchmarks/fanout.py``. It prints one JSON line per case::
      "delivered_per_s": ..., "duplicates": 0, "lost": 0, "peak_rss_mb": ..., ...}
     {"benchmark": "fanout", ..., "people": 1000, "limit_per_s": 50, "limit_utilisation": ...,
      "http_429": ..., ...}
+    {"benchmark": "fanout", "platform": "feishu", ..., "people": 1000, "limit_per_s": 50,
+     "per_user_per_s": 5, ..., "limit_utilisation": ..., "http_429": ..., ...}
 
-Cases (``--cases``, by default all four): ``unlimited`` on SQLite and on PostgreSQL (``--people``,
-10,000), then ``limited`` on both (``--limited-people``, 1,000), with the fake enforcing
-``--limit-per-s`` (50) calls of chat.postMessage a second overall and ``--per-channel-per-s`` (1) per
-channel, as Slack does. Each case runs in a child process of its own, so ``peak_rss_mb`` is that
-case's Cadence process (``ru_maxrss``). PostgreSQL is the database at ``--postgres-url``
+Cases: ``--platform`` (``slack``, ``feishu`` or, by default, ``all``) and ``--cases`` (by default Slack's
+two and Feishu's ``limited``), each on SQLite and on PostgreSQL (``--dbs``). ``unlimited``: ``--people``
+(10,000), no limit in the fake and no pacing in Cadence. ``limited``: ``--limited-people`` (1,000), with
+the fake enforcing ``--limit-per-s`` (50) a second overall, as the platform does: Slack's fake on
+chat.postMessage with ``--per-channel-per-s`` (1) per channel, Feishu's on message create (and
+update) per app with ``--per-user-per-s`` (5) per user. Each case runs in a child process of its own,
+so ``peak_rss_mb`` is that case's Cadence process (``ru_maxrss``; Feishu's includes lark-oapi, imported
+for the long connection). PostgreSQL is the database at ``--postgres-url``
 (``CADENCE_BENCH_POSTGRES_URL``), whose public schema the benchmark drops and recreates under the
 advisory lock ``benchmarks/engine.py`` takes; an unreachable server prints an ``error`` line.
 
-The Slack fake (``tests/fakes/slack.py``) runs in a process of its own with its own event loop, so it
-does not take the measured process's CPU (a 2-core machine: one core each); a pipe gives its port and,
-at the end, its counters. Cadence is the real thing: ``App`` with the Slack platform connected over
-Socket Mode, sending through slack_sdk's ``AsyncWebClient`` and aiohttp.
+The fake (``tests/fakes/slack.py`` or ``tests/fakes/feishu.py``) runs in a process of its own, so it
+does not take the measured process's CPU (a 2-core machine: one core each); a pipe gives its address
+and, at the end, its counters. Cadence is the real thing: ``App`` with the platform connected, Slack
+over Socket Mode sending through slack_sdk's ``AsyncWebClient`` and aiohttp, Feishu over lark-oapi's
+long connection (its endpoint call, then the WebSocket) sending cards through ``FeishuApi`` (httpx)
+with ``POST /open-apis/im/v1/messages`` and the outbox key as ``uuid``.
 
 Setup (not timed): a fresh database, migrations, an org of N people (time zone UTC, country GB,
-zh-CN and en alternating; the org file carries each person's Slack id, as ``examples/org.csv`` does,
-so no users.lookupByEmail happens: ``--identities lookup`` leaves them out and measures a first
-fan-out that learns them) imported from a separate process as ``cadence org import`` would, and a
-schedule: weekly_recap every Wednesday at 10:00 local time. Cadence's clock (``storage.clock``)
-starts at Wednesday 2026-11-25 10:00 UTC and runs at wall-clock speed from there (Retry-After pauses
-and retries are due times on that clock).
+zh-CN and en alternating; the org file carries each person's id on the platform, ``slack_id`` or
+``feishu_id`` (an open_id), as ``examples/org.csv`` does, so no lookup happens: ``--identities lookup``
+leaves them out and measures a first fan-out that learns them by email) imported from a separate
+process as ``cadence org import`` would, and a schedule: weekly_recap every Wednesday at 10:00 local
+time. Cadence's clock (``storage.clock``) starts at Wednesday 2026-11-25 10:00 UTC and runs at
+wall-clock speed from there (Retry-After pauses and retries are due times on that clock).
 
 Timed phase: with the delivery worker running as ``cadence run`` runs it (``Delivery.run``), one
 scheduler tick at 10:00 (``SchedulerService.tick``: the planner opens the cycle for everyone, the
@@ -35,22 +42,32 @@ in the outbox), until the fake has stored the last of the N messages. ``delivere
 / the seconds from the tick's start to the fake storing (and answering) the last message;
 ``messages_per_s`` likewise. ``splits_s`` says when (seconds after the tick's start) the planner and
 the starter ran and the first message arrived; ``cpu_s`` the CPU seconds Cadence and the fake used
-meanwhile (Cadence's close to ``seconds``: it was CPU-bound). ``--profile FILE`` (with ``--case`` and
-``--db``: one case in this process) writes a cProfile of the timed phase.
+meanwhile (Cadence's close to ``seconds``: it was CPU-bound). ``--profile FILE`` (with ``--platform``,
+``--case`` and ``--db``: one case in this process) writes a cProfile of the timed phase.
 
-Checked afterwards, once the outbox is settled: ``lost`` = people without their opening message in
-Slack; ``duplicates`` = outbox keys stored in Slack more than once (message metadata); every outbox
-row sent. The benchmark gives up after 180 s (unlimited) or 20 s + 1.5 x the time the limit needs
-(limited: 80 s for 2,000 messages at 50/s); people whose rows are then still queued are ``late``, not
-lost. A wrong count, or giving up, adds an ``error`` field and makes the exit code non-zero.
+Checked afterwards, once the outbox is settled: ``lost`` = people without their opening message on
+the platform; ``duplicates`` = outbox keys that reached it more than once; every outbox row sent. On
+Slack a duplicate is a key stored twice (message metadata). Feishu stores a message at most once per
+``uuid`` within an hour (its own guarantee, which the fake keeps), so a row sent twice would not show
+as a second message: there ``duplicates`` counts the uuids stored twice *and* the uuids whose create
+call was answered more than once (the later times with the first message, by that dedupe), and
+``duplicates_by_kind`` says which. The benchmark gives up after 180 s (unlimited) or 20 s + 1.5 x the
+time the limit needs (limited: 50 s for 1,000 messages at 50/s); people whose rows are then still
+queued are ``late``, not lost. A wrong count, or giving up, adds an ``error`` field and makes the exit
+code non-zero.
 
-The limited case runs Cadence as a deployment would be configured for Slack: its published "1 message
-per second per channel" as ``SLACK_PER_RECIPIENT_PER_S=1`` (the default), no workspace-wide cap
-(``SLACK_RATE_PER_S`` unset: Slack publishes no number, its 429s carry Retry-After, which Cadence
-honours), ``DELIVERY_CONCURRENCY`` as configured (default: the setting's default). The JSON line
-names this under ``cadence_pacing``; ``--cadence-rate-per-s``, ``--cadence-per-recipient-per-s`` and
+The limited cases run Cadence as a deployment would be configured, the settings' defaults. Slack: its
+published "1 message per second per channel" as ``SLACK_PER_RECIPIENT_PER_S=1``, no workspace-wide
+cap (``SLACK_RATE_PER_S`` unset: Slack publishes no number, its 429s carry Retry-After, which Cadence
+honours). Feishu: its published limits, ``FEISHU_RATE_PER_S=50`` and ``FEISHU_PER_RECIPIENT_PER_S=5``.
+``DELIVERY_CONCURRENCY`` as configured (default: the setting's default). The JSON line names this
+under ``cadence_pacing``; ``--cadence-rate-per-s``, ``--cadence-per-recipient-per-s`` (0: unset) and
 ``--concurrency`` try others. ``limit_utilisation`` = the rate the fake admitted (first to last
-admitted call) / ``limit_per_s``; ``http_429_by_limit`` says which of the fake's limits refused.
+admitted call) / ``limit_per_s``; ``http_429_by_limit`` says which of the fake's limits refused
+(Slack: ``overall`` or ``per_channel``; Feishu: ``app``, HTTP 429 code 99991400, or ``user``, code
+230020 with HTTP 400, both counted in ``http_429``). Each person gets one message, so a per-recipient
+limit refuses only retries that come too fast; a fake starting with a full bucket lets a burst through,
+so a run that bursts (Slack's, unpaced overall) can show a utilisation a little above 1.
 """
 
 from __future__ import annotations
@@ -68,6 +85,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -75,7 +93,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 # run as a script: make the project importable without relying on an installed package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -103,6 +121,11 @@ DEFAULT_POSTGRES_URL = os.environ.get(
 )
 BOT_TOKEN = "xoxb-2718281828-3141592653-FanoutFanoutFanout0001"
 APP_TOKEN = "xapp-1-A0CADENCE-1618033988-FanoutFanoutFanout0002"
+FEISHU_APP_ID = "cli_cadence_fanout"
+FEISHU_APP_SECRET = "fanout-app-secret-for-the-benchmark"
+PLATFORMS = ("slack", "feishu")
+# the cases each platform runs unless --cases says otherwise (Feishu's unlimited case is on request)
+DEFAULT_CASES = {"slack": ("unlimited", "limited"), "feishu": ("limited",)}
 # a Wednesday, a workday in Great Britain; 10:00 UTC is outside the default quiet hours (20:00-09:00)
 FIRE = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 SCHEDULES = """\
@@ -131,8 +154,7 @@ ORG_COLUMNS = (
     "country",
     "locale",
     "roles",
-    "slack_id",
-)
+)  # then the platform's id column: slack_id or feishu_id
 
 log = logging.getLogger("benchmarks.fanout")
 
@@ -145,11 +167,11 @@ class Unreachable(RuntimeError):
     """The PostgreSQL server could not be reached (or logged into)."""
 
 
-# --- the Slack fake, in a process of its own ---------------------------------------------------
+# --- the platform's fake, in a process of its own ----------------------------------------------
 
 
 class CountingFake(SlackFake):
-    """The fake, counting outbox keys as messages are stored and noting when the last one came.
+    """The Slack fake, counting outbox keys as messages are stored and noting when the last one came.
 
     Every per-call addition is O(1); so is users.lookupByEmail here (the fake's own scans the whole
     workspace per call, which at 10,000 people would measure the fake, not Cadence).
@@ -163,6 +185,17 @@ class CountingFake(SlackFake):
         self._target: tuple[int, asyncio.Future[None]] | None = None
         self._by_email: dict[str, Any] = {}
         self.refused_by: Counter[str] = Counter()  # which of ``limit``'s buckets refused a call
+
+    @property
+    def address(self) -> str:
+        return self.base_url
+
+    def apply_limit(self, per_s: float | None, per_recipient_per_s: float | None) -> None:
+        self.limit(per_s, per_recipient_per_s)
+
+    async def ready(self, timeout: float) -> bool:
+        """Socket Mode is connected once ``App.start`` returns: nothing to wait for."""
+        return True
 
     def _chat_post_message(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = super()._chat_post_message(body)
@@ -227,29 +260,146 @@ class CountingFake(SlackFake):
         }
 
 
+def counting_feishu_fake(users: dict[str, str]) -> CountingPlatformFake:
+    """The Feishu fake with ``users`` (email -> open_id), counting what message create stored and resent.
+
+    Defined here, not at the top: only the fake's process imports ``tests.fakes.feishu``, so the
+    measured process's peak RSS does not include it. The fake serves from a thread of its own (with its
+    own loop); ``_create_message`` runs there under the fake's lock, so its counters and the wait's
+    ``threading.Event`` need no more locking than that. Per call the additions are O(1).
+    """
+    from tests.fakes.feishu import FeishuFake
+
+    class CountingFeishuFake(FeishuFake):
+        def __init__(self) -> None:
+            super().__init__(app_id=FEISHU_APP_ID, app_secret=FEISHU_APP_SECRET, record_calls=False)
+            # uuid -> successful create answers (a message stored, or the original answered again
+            # because the uuid was seen within the hour): above 1, an outbox row reached Feishu twice
+            self.creates: Counter[str] = Counter()
+            self.deduped = 0  # create calls answered with an earlier message (uuid seen before)
+            self.first_at: float | None = None  # time.monotonic() (system-wide on Linux) of the first
+            self.last_at: float | None = None  # ... and of the newest message stored
+            self._target = 0
+            self._reached = threading.Event()
+
+        @property
+        def address(self) -> str:
+            return self.url
+
+        def apply_limit(self, per_s: float | None, per_recipient_per_s: float | None) -> None:
+            self.limit(per_app_per_s=per_s, per_user_per_s=per_recipient_per_s)
+
+        async def ready(self, timeout: float) -> bool:
+            """Cadence's long connection is open (``App.start`` waits for it too, at most 15 s)."""
+            try:
+                await self.wait_connected(1, timeout)
+            except TimeoutError:
+                return False
+            return True
+
+        def _create_message(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+            stored = len(self.messages)
+            answer = super()._create_message(query, body)  # a refusal raises: nothing counted
+            now = time.monotonic()
+            self.creates[str(body.get("uuid") or "")] += 1
+            if len(self.messages) == stored:
+                self.deduped += 1
+                return answer
+            self.first_at = self.first_at or now
+            self.last_at = now
+            if self._target and len(self.messages) >= self._target:
+                self._reached.set()
+            return answer
+
+        def _wait_stored(self, count: int, timeout: float) -> bool:
+            with self._lock:
+                if len(self.messages) >= count:
+                    return True
+                self._reached.clear()
+                self._target = count
+            try:
+                return self._reached.wait(timeout)
+            finally:
+                with self._lock:
+                    self._target = 0
+
+        async def wait_keys(self, count: int, timeout: float) -> bool:
+            """Wait until ``count`` messages are stored (each a different uuid); False on ``timeout``."""
+            return await asyncio.to_thread(self._wait_stored, count, timeout)
+
+        def report(self) -> dict[str, Any]:
+            with self._lock:
+                stats = self.limit_stats()
+                return {
+                    "keys": dict(self.delivered_uuids()),
+                    "resent": {uuid: n for uuid, n in self.creates.items() if n > 1},
+                    "deduped": self.deduped,
+                    "first_at": self.first_at,
+                    "last_at": self.last_at,
+                    "http_429": self.http_429,
+                    "refused_by": {"app": stats.refused_app, "user": stats.refused_user},
+                    "calls": dict(self.call_counts),
+                    "admitted": stats.admitted,
+                    "refused": stats.refused,
+                    "achieved_per_s": stats.achieved_per_s(),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                    "cpu_s": cpu_seconds(),
+                }
+
+    fake = CountingFeishuFake()
+    for email, open_id in users.items():
+        fake.add_user(open_id, name=email.split("@")[0], email=email)
+    return fake
+
+
+class CountingPlatformFake(Protocol):
+    """What the fake process asks of either counting fake."""
+
+    @property
+    def address(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def apply_limit(self, per_s: float | None, per_recipient_per_s: float | None) -> None: ...
+
+    async def ready(self, timeout: float) -> bool: ...
+
+    async def wait_keys(self, count: int, timeout: float) -> bool: ...
+
+    def report(self) -> dict[str, Any]: ...
+
+
 def cpu_seconds() -> float:
     """CPU time (user + system) this process has used so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def fake_main(conn: Connection, users: dict[str, str]) -> None:
-    """The fake process: serve Slack on 127.0.0.1 and answer the benchmark's requests on ``conn``."""
+def fake_main(conn: Connection, platform: str, users: dict[str, str]) -> None:
+    """The fake process: serve the platform on 127.0.0.1 and answer the benchmark's requests on ``conn``."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(_serve_fake(conn, users))
+    asyncio.run(_serve_fake(conn, platform, users))
 
 
-async def _serve_fake(conn: Connection, users: dict[str, str]) -> None:
-    fake = CountingFake(users=users, record_calls=False)
+async def _serve_fake(conn: Connection, platform: str, users: dict[str, str]) -> None:
+    fake: CountingPlatformFake
+    if platform == "feishu":
+        fake = counting_feishu_fake(users)
+    else:
+        fake = CountingFake(users=users, record_calls=False)
     await fake.start()
-    conn.send(fake.base_url)
+    conn.send(fake.address)
     try:
         while True:
             request = await asyncio.to_thread(conn.recv)
             op = request[0]
             if op == "limit":
-                fake.limit(request[1], request[2])
+                fake.apply_limit(request[1], request[2])
                 conn.send(True)
+            elif op == "ready":
+                conn.send(await fake.ready(request[1]))
             elif op == "wait":
                 conn.send(await fake.wait_keys(request[1], request[2]))
             elif op == "report":
@@ -264,10 +414,13 @@ async def _serve_fake(conn: Connection, users: dict[str, str]) -> None:
 class FakeProcess:
     """The benchmark's side of the fake process: one request at a time, answered over a pipe."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, platform: str, users: dict[str, str]) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=fake_main, args=(child, users), name="slack-fake", daemon=True)
+        self.name = f"{platform}-fake"
+        self._process = context.Process(
+            target=fake_main, args=(child, platform, users), name=self.name, daemon=True
+        )
         self._lock = asyncio.Lock()
         self.base_url = ""
 
@@ -278,7 +431,7 @@ class FakeProcess:
 
     def _recv(self, timeout: float) -> Any:
         if not self._conn.poll(timeout):
-            raise BenchmarkError(f"the Slack fake process did not answer within {timeout:.0f}s")
+            raise BenchmarkError(f"the {self.name} process did not answer within {timeout:.0f}s")
         return self._conn.recv()
 
     async def request(self, *request: Any, timeout: float = 60.0) -> Any:
@@ -298,10 +451,11 @@ class FakeProcess:
 # --- the org, imported as `cadence org import` would (another process) --------------------------
 
 
-def write_org(path: Path, people: int, *, with_ids: bool) -> dict[str, str]:
+def write_org(path: Path, people: int, *, platform: str, with_ids: bool) -> dict[str, str]:
     """A CSV org of ``people`` in UTC: one HR admin, ~5% managers, the rest employees.
 
-    Returns email -> Slack user id (the fake's workspace); the file carries the ids if ``with_ids``.
+    Returns email -> the person's id on ``platform`` (the fake's directory: a Slack user id, or a Feishu
+    open_id); the file carries the ids (``slack_id`` / ``feishu_id``) if ``with_ids``.
     """
     managers = max(1, min(50, (people - 1) // 20))
     head = "manager00000@fanout.example.com"
@@ -314,10 +468,10 @@ def write_org(path: Path, people: int, *, with_ids: bool) -> dict[str, str]:
     users: dict[str, str] = {}
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(ORG_COLUMNS)
+        writer.writerow((*ORG_COLUMNS, f"{platform}_id"))
         for n, (role, i, manager, department) in enumerate(rows):
             email = f"{role}{i:05d}@fanout.example.com"
-            users[email] = f"UF{n:07d}"
+            users[email] = f"ou_{n:032x}" if platform == "feishu" else f"UF{n:07d}"
             chinese = n % 2 == 0
             writer.writerow(
                 [
@@ -414,28 +568,41 @@ async def owning(url: str) -> AsyncIterator[None]:
 class Case:
     """What one child process measures."""
 
+    platform: str  # "slack" or "feishu"
     mode: str  # "unlimited" or "limited"
     db: str  # "sqlite" or "postgresql"
     people: int
-    limit_per_s: float | None
-    per_channel_per_s: float | None
+    limit_per_s: float | None  # the fake's overall limit (Slack: the workspace's; Feishu: the app's)
+    per_recipient_limit: float | None  # ... and its per-recipient one (Slack: per channel; Feishu: user)
     concurrency: int | None  # DELIVERY_CONCURRENCY; None: the setting's default
-    rate_per_s: float | None  # Cadence's own pacing: SLACK_RATE_PER_S
-    per_recipient_per_s: float | None  # ... and SLACK_PER_RECIPIENT_PER_S
-    identities: str  # "known" (in the org file) or "lookup" (learned by users.lookupByEmail)
+    rate_per_s: float | None  # Cadence's own pacing: SLACK_RATE_PER_S / FEISHU_RATE_PER_S
+    per_recipient_per_s: float | None  # ... and SLACK_PER_RECIPIENT_PER_S / FEISHU_PER_RECIPIENT_PER_S
+    identities: str  # "known" (in the org file) or "lookup" (learned from the platform by email)
     profile: str | None
 
 
 def settings_for(case: Case, url: str, api_url: str, schedules: Path) -> Settings:
-    """Only the database, the schedule and Slack (on the fake): nothing from the machine's environment."""
-    slack = SlackSettings(
-        enabled=True,
-        bot_token=BOT_TOKEN,
-        app_token=APP_TOKEN,
-        api_url=api_url,
-        rate_per_s=case.rate_per_s,
-        per_recipient_per_s=case.per_recipient_per_s,
-    )
+    """Only the database, the schedule and the platform (on the fake): nothing from the environment."""
+    slack, feishu = SlackSettings(), FeishuSettings()
+    if case.platform == "feishu":
+        feishu = FeishuSettings(
+            enabled=True,
+            app_id=FEISHU_APP_ID,
+            app_secret=FEISHU_APP_SECRET,
+            connection="long",
+            domain=api_url,
+            rate_per_s=case.rate_per_s,
+            per_recipient_per_s=case.per_recipient_per_s,
+        )
+    else:
+        slack = SlackSettings(
+            enabled=True,
+            bot_token=BOT_TOKEN,
+            app_token=APP_TOKEN,
+            api_url=api_url,
+            rate_per_s=case.rate_per_s,
+            per_recipient_per_s=case.per_recipient_per_s,
+        )
     extra: dict[str, Any] = {}
     if case.concurrency is not None:
         extra["delivery_concurrency"] = case.concurrency
@@ -446,11 +613,21 @@ def settings_for(case: Case, url: str, api_url: str, schedules: Path) -> Setting
         default_timezone="UTC",
         scheduler=SchedulerSettings(file=schedules),
         slack=slack,
-        feishu=FeishuSettings(),
+        feishu=feishu,
         dingtalk=DingtalkSettings(),
         jira=JiraSettings(),
         **extra,
     )
+
+
+def pacing(case: Case, settings: Settings) -> dict[str, float | None]:
+    """Cadence's pacing for the platform, named as its environment variables are."""
+    section = settings.feishu if case.platform == "feishu" else settings.slack
+    prefix = case.platform.upper()
+    return {
+        f"{prefix}_RATE_PER_S": section.rate_per_s,
+        f"{prefix}_PER_RECIPIENT_PER_S": section.per_recipient_per_s,
+    }
 
 
 def running_clock(start: datetime) -> Callable[[], datetime]:
@@ -497,9 +674,9 @@ async def run_case(case: Case, workdir: Path, postgres_url: str) -> dict[str, An
 
 async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
     org, schedules = workdir / "org.csv", workdir / "schedules.yaml"
-    users = write_org(org, case.people, with_ids=case.identities == "known")
+    users = write_org(org, case.people, platform=case.platform, with_ids=case.identities == "known")
     schedules.write_text(SCHEDULES, encoding="utf-8")
-    fake = FakeProcess(users)
+    fake = FakeProcess(case.platform, users)
     api_url = await fake.start()
     settings = settings_for(case, url, api_url, schedules)
     set_clock(running_clock(FIRE - timedelta(minutes=5)))
@@ -507,14 +684,16 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
     stop = asyncio.Event()
     delivering: asyncio.Task[None] | None = None
     try:
-        await app.start()  # migrations, then the Socket Mode connection to the fake
+        await app.start()  # migrations, then Slack's Socket Mode or Feishu's long connection to the fake
+        if not await fake.request("ready", 10.0):
+            raise BenchmarkError(f"Cadence did not connect to the {case.platform} fake")
         await import_org(url, org)
         if await scalar(app.db, "select count(*) from person where active") != case.people:
             raise BenchmarkError("the org import did not create everyone")
         if not await app.scheduler.leadership.check():
             raise BenchmarkError("this process did not become the scheduler's leader")
-        if case.limit_per_s is not None or case.per_channel_per_s is not None:
-            await fake.request("limit", case.limit_per_s, case.per_channel_per_s)
+        if case.limit_per_s is not None or case.per_recipient_limit is not None:
+            await fake.request("limit", case.limit_per_s, case.per_recipient_limit)
         set_clock(running_clock(FIRE))  # the schedule fires now
 
         # the timed phase: the delivery worker as `cadence run` runs it, then the 10:00 tick
@@ -570,16 +749,18 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
     # until the fake stored the last message (or, if not all came, until the benchmark gave up)
     seconds = (report["last_at"] if arrived and report["last_at"] else stopped_at) - started
     keys: Counter[str] = Counter(report["keys"])
-    checked = verify(case, outbox, keys)
+    checked = verify(case, outbox, keys, report.get("resent", {}))
     record: dict[str, Any] = {
         "benchmark": "fanout",
-        "platform": "slack",
+        "platform": case.platform,
         "db": case.db,
         "people": case.people,
         "limit_per_s": case.limit_per_s,
+        **({"per_user_per_s": case.per_recipient_limit} if case.platform == "feishu" else {}),
         # people reached with their opening message, per second
         "delivered_per_s": round((case.people - checked["lost"] - checked["late"]) / seconds, 1),
         "duplicates": checked["duplicates"],
+        **({"duplicates_by_kind": checked["duplicates_by_kind"]} if case.platform == "feishu" else {}),
         "lost": checked["lost"],
         **({"late": checked["late"]} if checked["late"] else {}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -588,8 +769,14 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
         achieved = report["achieved_per_s"]
         record["limit_utilisation"] = round(achieved / case.limit_per_s, 3) if achieved else 0.0
         record["http_429"] = report["http_429"]
-        record["http_429_by_limit"] = report["refused_by"]
-        record["per_channel_per_s"] = case.per_channel_per_s
+        if case.platform == "feishu":
+            # Feishu answers its per-user limit with HTTP 400 code 230020, its "too many requests" for
+            # one user (Cadence treats it as a rate limit): counted here with the app limit's 429s
+            record["http_429"] = report["refused"]
+            record["http_429_by_limit"] = report["refused_by"]
+        else:
+            record["http_429_by_limit"] = report["refused_by"]
+            record["per_channel_per_s"] = case.per_recipient_limit
         record["achieved_per_s"] = round(achieved, 2) if achieved else None
     record.update(
         {
@@ -607,13 +794,12 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
                 "first_message_s": round(report["first_at"] - started, 3) if report["first_at"] else None,
             },
             "cadence_pacing": {
-                "SLACK_RATE_PER_S": settings.slack.rate_per_s,
-                "SLACK_PER_RECIPIENT_PER_S": settings.slack.per_recipient_per_s,
+                **pacing(case, settings),
                 "DELIVERY_CONCURRENCY": app._delivery_concurrency(settings),
             },
             # CPU seconds each process used in the timed phase (one that never waits uses about as
             # many as the phase lasts: the measured process is then CPU-bound)
-            "cpu_s": {"cadence": round(cpu, 2), "slack_fake": round(fake_cpu, 2)},
+            "cpu_s": {"cadence": round(cpu, 2), f"{case.platform}_fake": round(fake_cpu, 2)},
             "identities": case.identities,
             "fake_calls": report["calls"],
             "fake_peak_rss_mb": report["peak_rss_mb"],
@@ -622,7 +808,7 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
     problems = []
     if not arrived:
         problems.append(
-            f"gave up after {wait_for:.0f}s with {len(keys)} of {expected} messages in Slack; "
+            f"gave up after {wait_for:.0f}s with {len(keys)} of {expected} messages in {case.platform}; "
             f"{checked['late']} people late (their rows still queued, not given up on)"
         )
     if record["lost"] or record["duplicates"] or record["unexpected_keys"]:
@@ -646,23 +832,45 @@ async def outbox_rows(db: Database) -> list[tuple[int, str, str, str]]:
         return [(int(p), str(k), str(kind), str(s)) for p, k, kind, s in result.all()]
 
 
-def verify(case: Case, outbox: list[tuple[int, str, str, str]], keys: Counter[str]) -> dict[str, Any]:
-    """lost: people without their opening message in Slack; duplicates: keys stored twice or more."""
+def verify(
+    case: Case,
+    outbox: list[tuple[int, str, str, str]],
+    keys: Counter[str],
+    resent: dict[str, int],
+) -> dict[str, Any]:
+    """lost: people without their opening message on the platform; duplicates: keys that got there twice.
+
+    ``keys`` are what the fake stored, by the platform's key for an outbox key: Slack's message
+    metadata carries the outbox key itself, Feishu's ``uuid`` is ``message_uuid(key)``. ``resent``
+    (Feishu): uuids whose create call was answered more than once, the later times from Feishu's uuid
+    dedupe; each is an outbox row that reached the platform twice although the person sees it once.
+    """
+    if case.platform == "feishu":
+        from bot.platforms.feishu import message_uuid  # not in the Slack case's process
+
+        platform_key: Callable[[str], str] = message_uuid
+    else:
+
+        def platform_key(key: str) -> str:
+            return key
+
     by_person: dict[int, list[tuple[str, str, str]]] = {}
     for person, key, kind, status in outbox:
-        by_person.setdefault(person, []).append((key, kind, status))
+        by_person.setdefault(person, []).append((platform_key(key), kind, status))
     reached = late = 0
     for rows in by_person.values():
         if sorted(kind for _, kind, _ in rows) == sorted(KINDS) and all(keys[key] for key, _, _ in rows):
             reached += 1
         elif any(status in ("pending", "sending") for _, _, status in rows):
             late += 1  # still queued when the benchmark stopped waiting: not given up on
+    stored_twice = {key for key, n in keys.items() if n > 1}
     return {
-        "duplicates": sum(1 for n in keys.values() if n > 1),
+        "duplicates": len(stored_twice | set(resent)),
+        "duplicates_by_kind": {"stored_twice": len(stored_twice), "resent_deduped_by_uuid": len(resent)},
         "lost": case.people - reached - late,
         "late": late,
         "outbox": dict(Counter(status for *_, status in outbox)),
-        "unexpected_keys": len(set(keys) - {key for _, key, _, _ in outbox}),
+        "unexpected_keys": len(set(keys) - {platform_key(key) for _, key, _, _ in outbox}),
     }
 
 
@@ -681,7 +889,7 @@ def no_proxy() -> Iterator[None]:
 
 def run_in_process(case: Case, postgres_url: str) -> int:
     """Run one case here and print its line; returns its exit code."""
-    head = {"benchmark": "fanout", "platform": "slack", "db": case.db, "people": case.people}
+    head = {"benchmark": "fanout", "platform": case.platform, "db": case.db, "people": case.people}
     with tempfile.TemporaryDirectory(prefix="cadence-fanout-") as tmp, no_proxy():
         try:
             record = asyncio.run(run_case(case, Path(tmp), postgres_url))
@@ -698,14 +906,27 @@ def run_in_process(case: Case, postgres_url: str) -> int:
 def run_children(args: argparse.Namespace, argv: list[str]) -> int:
     """Each case in its own process (so each peak RSS is its own); lines pass straight through."""
     code = 0
-    for mode in args.cases:
-        for db in args.dbs:
-            command = [sys.executable, str(Path(__file__).resolve()), *argv, "--case", mode, "--db", db]
-            child = subprocess.run(command, check=False, stdout=subprocess.PIPE, text=True)
-            sys.stdout.write(child.stdout)
-            sys.stdout.flush()
-            code = code or child.returncode
+    for platform in PLATFORMS if args.platform == "all" else (args.platform,):
+        for mode in args.cases or DEFAULT_CASES[platform]:
+            for db in args.dbs:
+                command = [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    *argv,
+                    *("--platform", platform, "--case", mode, "--db", db),
+                ]
+                child = subprocess.run(command, check=False, stdout=subprocess.PIPE, text=True)
+                sys.stdout.write(child.stdout)
+                sys.stdout.flush()
+                code = code or child.returncode
     return code
+
+
+def rate_option(value: float | None, default: float | None) -> float | None:
+    """A pacing option: not given, the setting's default; 0, unset (no pacing); else the rate."""
+    if value is None:
+        return default
+    return value or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -713,7 +934,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument(
-        "--cases", nargs="+", choices=("unlimited", "limited"), default=["unlimited", "limited"]
+        "--platform", choices=(*PLATFORMS, "all"), default="all", help="the platform(s) to run (all)"
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=("unlimited", "limited"),
+        help="the cases (default: Slack both, Feishu limited)",
     )
     parser.add_argument(
         "--dbs", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"]
@@ -722,22 +949,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--limited-people", type=int, default=1000, help="people, limited case (default 1000)"
     )
-    parser.add_argument("--limit-per-s", type=float, default=50.0, help="the fake's overall limit (50)")
     parser.add_argument(
-        "--per-channel-per-s", type=float, default=1.0, help="the fake's per-channel limit (1)"
+        "--limit-per-s",
+        type=float,
+        default=50.0,
+        help="the fake's overall limit: Slack's chat.postMessage, Feishu's per app (50)",
+    )
+    parser.add_argument(
+        "--per-channel-per-s", type=float, default=1.0, help="the Slack fake's per-channel limit (1)"
+    )
+    parser.add_argument(
+        "--per-user-per-s", type=float, default=5.0, help="the Feishu fake's per-user limit (5)"
     )
     parser.add_argument("--concurrency", type=int, help="DELIVERY_CONCURRENCY (default: the setting's)")
-    # the limited case's pacing by Cadence: what a deployment would configure for Slack, its published
-    # 1 message a second per channel and no invented workspace-wide number (Slack publishes none; its
-    # 429s carry Retry-After, which Cadence honours). The unlimited case has no pacing.
+    # the limited case's pacing by Cadence: what a deployment would configure, i.e. the settings'
+    # defaults. Slack: its published 1 message a second per channel and no invented workspace-wide
+    # number (Slack publishes none; its 429s carry Retry-After, which Cadence honours). Feishu: its
+    # published 50/s per app and 5/s per user. The unlimited case has no pacing.
     parser.add_argument(
-        "--cadence-rate-per-s", type=float, help="limited case: SLACK_RATE_PER_S (default: unset, no cap)"
+        "--cadence-rate-per-s",
+        type=float,
+        help="limited case: SLACK_RATE_PER_S / FEISHU_RATE_PER_S (default: the setting's, Slack unset "
+        "and Feishu 50; 0: unset)",
     )
     parser.add_argument(
         "--cadence-per-recipient-per-s",
         type=float,
-        default=1.0,
-        help="limited case: SLACK_PER_RECIPIENT_PER_S (default 1, Slack's published per-channel rate)",
+        help="limited case: SLACK_PER_RECIPIENT_PER_S / FEISHU_PER_RECIPIENT_PER_S (default: the "
+        "setting's, Slack 1 and Feishu 5; 0: unset)",
     )
     parser.add_argument("--identities", choices=("known", "lookup"), default="known")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
@@ -751,18 +990,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     if args.case is None:
         if args.profile:
-            parser.error("--profile needs one case: --case unlimited|limited --db sqlite|postgresql")
+            parser.error(
+                "--profile needs one case: --platform slack|feishu --case unlimited|limited "
+                "--db sqlite|postgresql"
+            )
         return run_children(args, argv)
+    if args.platform == "all":
+        parser.error("--case needs one platform: --platform slack|feishu")
     limited = args.case == "limited"
+    feishu = args.platform == "feishu"
+    defaults = FeishuSettings() if feishu else SlackSettings()
     case = Case(
+        platform=args.platform,
         mode=args.case,
         db=args.db or "sqlite",
         people=args.limited_people if limited else args.people,
         limit_per_s=args.limit_per_s if limited else None,
-        per_channel_per_s=args.per_channel_per_s if limited else None,
+        per_recipient_limit=(args.per_user_per_s if feishu else args.per_channel_per_s) if limited else None,
         concurrency=args.concurrency,
-        rate_per_s=args.cadence_rate_per_s if limited else None,
-        per_recipient_per_s=args.cadence_per_recipient_per_s if limited else None,
+        rate_per_s=rate_option(args.cadence_rate_per_s, defaults.rate_per_s) if limited else None,
+        per_recipient_per_s=(
+            rate_option(args.cadence_per_recipient_per_s, defaults.per_recipient_per_s) if limited else None
+        ),
         identities=args.identities,
         profile=args.profile,
     )

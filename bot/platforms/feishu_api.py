@@ -3,27 +3,25 @@
 lark-oapi's async transport opens a new ``httpx.AsyncClient`` for every call (measured: 43 ms of CPU
 each, most of it loading the CA bundle) and fetches the tenant token with a blocking request on the
 caller's event loop. Fine for a command-line sync; not for a service that sends 50 messages a second
-and must acknowledge events within 3 seconds. So the service's calls go through here: one
-``httpx.AsyncClient`` for the process, and a tenant token fetched asynchronously, cached, and
-refreshed ten minutes before it expires (Feishu's tokens live two hours; asking with less than 30
-minutes left returns a new one while the old stays valid, so refreshing early never breaks a call).
+and must acknowledge events within 3 seconds. So the service's calls go through here
+(``bot.platforms.http_api.TokenApi``): the tenant token is refreshed ten minutes before it expires
+(Feishu's tokens live two hours; asking with less than 30 minutes left returns a new one while the
+old stays valid, so refreshing early never breaks a call).
 
 Every answer is Feishu's JSON ``{"code", "msg", "data"}``; a non-zero code becomes ``FeishuApiError``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from bot.platforms.http_api import TokenApi
+
 _TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
-# refresh this long before the token's end (lark-oapi's own margin)
-_REFRESH_MARGIN = 600.0
-_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # codes that mean "this token is not (or no longer) valid": fetch a new one and try once more
 TOKEN_INVALID = frozenset({99991661, 99991663, 99991664, 99991665, 99991668})
 # "too many requests": the app's limit (99991400, with HTTP 429), a user's or chat's (230020), and
@@ -56,7 +54,7 @@ class FeishuApiError(RuntimeError):
         return self.status == 429 or self.code in RATE_LIMITED
 
 
-class FeishuApi:
+class FeishuApi(TokenApi):
     """Authenticated JSON calls to one app's Open Platform (``base_url``: e.g. https://open.feishu.cn)."""
 
     def __init__(
@@ -68,51 +66,16 @@ class FeishuApi:
         clock: Callable[[], float] = time.monotonic,
         connections: int = 64,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, clock=clock, connections=connections)
         self.app_id, self._app_secret = app_id, app_secret
-        self._clock = clock
-        self._connections = connections
-        self._client: httpx.AsyncClient | None = None
-        self._token: str | None = None
-        self._token_until = 0.0
-        self._token_lock = asyncio.Lock()
-        self.token_fetches = 0
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url,
-                timeout=_TIMEOUT,
-                limits=httpx.Limits(max_connections=self._connections, keepalive_expiry=15.0),
-                # no proxy from the environment: the base URL setting is how a proxy is chosen
-                trust_env=False,
-            )
-        return self._client
-
-    async def close(self) -> None:
-        """Close the connection pool (a later call opens a new one)."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def token(self, *, renew: bool = False) -> str:
-        """The tenant access token, fetched once and reused until ten minutes before its end."""
-        async with self._token_lock:
-            if renew or self._token is None or self._clock() >= self._token_until:
-                answer = await self._request(
-                    "POST",
-                    _TOKEN_PATH,
-                    json_body={"app_id": self.app_id, "app_secret": self._app_secret},
-                    token=None,
-                )
-                token = answer.get("tenant_access_token")
-                if not isinstance(token, str) or not token:
-                    raise FeishuApiError("Feishu gave no tenant_access_token", code=-1)
-                expire = float(answer.get("expire") or 0)
-                self._token = token
-                self._token_until = self._clock() + max(expire - _REFRESH_MARGIN, 0.0)
-                self.token_fetches += 1
-            return self._token
+    async def _fetch_token(self) -> tuple[str, float]:
+        body = {"app_id": self.app_id, "app_secret": self._app_secret}
+        answer = await self._request("POST", _TOKEN_PATH, json_body=body, token=None)
+        token = answer.get("tenant_access_token")
+        if not isinstance(token, str) or not token:
+            raise FeishuApiError("Feishu gave no tenant_access_token", code=-1)
+        return token, float(answer.get("expire") or 0)
 
     async def call(
         self,
@@ -145,9 +108,7 @@ class FeishuApi:
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            response = await self._http().request(
-                method, path, params=params, json=json_body, headers=headers
-            )
+            response = await self.http().request(method, path, params=params, json=json_body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise FeishuApiError(f"Feishu unreachable: {exc!r}", reached=False) from exc
         except httpx.HTTPError as exc:
