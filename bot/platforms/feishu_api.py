@@ -69,6 +69,9 @@ class FeishuApi(TokenApi):
         super().__init__(base_url, clock=clock, connections=connections)
         self.app_id, self._app_secret = app_id, app_secret
 
+    def _transport_error(self, message: str, *, reached: bool) -> Exception:
+        return FeishuApiError(f"Feishu {message}", reached=reached)
+
     async def _fetch_token(self) -> tuple[str, float]:
         body = {"app_id": self.app_id, "app_secret": self._app_secret}
         answer = await self._request("POST", _TOKEN_PATH, json_body=body, token=None)
@@ -107,12 +110,7 @@ class FeishuApi(TokenApi):
         json_body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            response = await self.http().request(method, path, params=params, json=json_body, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise FeishuApiError(f"Feishu unreachable: {exc!r}", reached=False) from exc
-        except httpx.HTTPError as exc:
-            raise FeishuApiError(f"Feishu call broke off: {exc!r}") from exc
+        response = await self._http_request(method, path, params=params, json=json_body, headers=headers)
         try:
             answer = response.json()
         except ValueError:

@@ -13,6 +13,7 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -67,3 +68,20 @@ class TokenApi(ABC):
     @abstractmethod
     async def _fetch_token(self) -> tuple[str, float]:
         """A new token and how many seconds it lives."""
+
+    @abstractmethod
+    def _transport_error(self, message: str, *, reached: bool) -> Exception:
+        """The platform's error for a call that failed on the way (``reached``: it may have arrived)."""
+
+    async def _http_request(self, method: str, url: str, **options: Any) -> httpx.Response:
+        """One request on the shared pool; a failure on the way becomes ``_transport_error``.
+
+        No connection made (refused, or none free in time) means nothing reached the platform; a
+        timeout or a connection broken after sending leaves that unknown.
+        """
+        try:
+            return await self.http().request(method, url, **options)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise self._transport_error(f"unreachable: {exc!r}", reached=False) from exc
+        except httpx.HTTPError as exc:
+            raise self._transport_error(f"call broke off: {exc!r}", reached=True) from exc
