@@ -99,6 +99,7 @@ def org_import(file: Path) -> None:
 # directories `cadence org sync SOURCE` reads: the module in bot/platforms offering
 # `read_configured_directory(settings, progress=...)`; adding a source is one line here
 ORG_SYNC_SOURCES = {
+    "dingtalk": "bot.platforms.dingtalk_directory",
     "feishu": "bot.platforms.feishu_directory",
 }
 

@@ -6,6 +6,13 @@ that harmless). Rows tied to a conversation state that moved on are dropped as o
 
 Per claimed batch, not per message: the recipients' platform ids are read with the claim, and the
 "sent" results (nearly all of them) are written together (see ``Delivery.flush``).
+
+A failure is stored with a short reason code (``SendError.reason_code``) that HR reads, put in words,
+on the cycle status. A platform that says its user cannot be messaged (``SendError(unreachable=True)``)
+gets the row given up and the person's identity on it marked unreachable; the next message that
+reaches them clears the mark. A platform that says the app's API quota is used up
+(``SendError(reason="quota", retry_after=...)``) refuses everyone alike: nothing more is claimed for
+it or sent to it from this process until then (one refused call per process, not a loop).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ FLUSH_ROWS = 100
 FLUSH_SECONDS = 0.05
 # the platform ids of the claimed rows' people, by (platform, person id), read with the claim
 Known = dict[tuple[str, int], str]
+# a platform user, as (platform, platform id)
+PlatformUser = tuple[str, str]
 
 
 def _pace_key(row: OutboxRow) -> str:
@@ -88,6 +97,12 @@ class Delivery:
         self._flushing = asyncio.Lock()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        # platform users marked unreachable, as the claims read them (and as this process marked
+        # them): a message that reaches one of them clears its mark, with the "sent" results
+        self._unreachable: set[PlatformUser] = set()
+        self._reached: list[tuple[PlatformUser, datetime]] = []
+        # platforms whose API quota for the app is used up, until when (see _failed)
+        self._quota_until: dict[str, datetime] = {}
 
     def kick(self) -> None:
         """Something was queued: look now instead of at the next tick."""
@@ -97,7 +112,13 @@ class Delivery:
         # an edit of an earlier message is not a new message in the conversation: no spacing, but it
         # still waits out a 429 the recipient earned
         new_message = not row.payload.get("replaces")
-        return self.limiter.recipient_wait(row.platform, _pace_key(row), new_message=new_message)
+        recipient = self.limiter.recipient_wait(row.platform, _pace_key(row), new_message=new_message)
+        return max(recipient, self._quota_wait(row.platform))
+
+    def _quota_wait(self, platform: str) -> float:
+        """Seconds until ``platform``'s API quota is back (0 when it is not known to be used up)."""
+        until = self._quota_until.get(platform)
+        return max(0.0, (until - utcnow()).total_seconds()) if until is not None else 0.0
 
     def _wake_at(self, moment: datetime) -> None:
         """Look again at ``moment`` (rows given back for a recipient's pace come due then)."""
@@ -106,9 +127,13 @@ class Delivery:
 
     async def _claim(self, limit: int, lease_until: datetime) -> tuple[list[OutboxRow], Known]:
         """Claim due rows, drop the obsolete ones, and read their people's platform ids, at once."""
+        # a platform out of quota is left alone: its due rows stay pending, and say why
+        platforms = [p for p in self.platforms if self._quota_wait(p) <= PACE_SLACK]
+        if not platforms:
+            return [], {}
         async with self.db.sessions() as session, session.begin():
             claimed = await outbox.claim_due(
-                session, platforms=list(self.platforms), limit=limit, lease_until=lease_until
+                session, platforms=platforms, limit=limit, lease_until=lease_until
             )
             stale = await outbox.obsolete_ids(session, rows=claimed)
             for row in claimed:
@@ -122,8 +147,13 @@ class Delivery:
                     wanted[row.platform].add(row.person_id)
             known: Known = {}
             for platform, person_ids in wanted.items():
-                found = await people.external_ids(session, person_ids=list(person_ids), platform=platform)
-                known.update(((platform, pid), external) for pid, external in found.items())
+                found = await people.platform_ids(session, person_ids=list(person_ids), platform=platform)
+                for pid, user in found.items():
+                    known[(platform, pid)] = user.external_id
+                    if user.unreachable:
+                        self._unreachable.add((platform, user.external_id))
+                    else:
+                        self._unreachable.discard((platform, user.external_id))
         return rows, known
 
     async def drain_once(self, *, limit: int = 100) -> int:
@@ -150,8 +180,9 @@ class Delivery:
                 # from another pass that has only just gone
                 wait = self._recipient_wait(row)
                 if wait > PACE_SLACK:
-                    # this person's next message must wait (Slack: one a second per conversation):
-                    # give the rest back for later and free the sender for other people meanwhile
+                    # this person's next message must wait (Slack: one a second per conversation; or
+                    # the platform's quota is used up): give the rest back for later and free the
+                    # sender for other people meanwhile
                     later = utcnow() + timedelta(seconds=wait)
                     async with self.db.sessions() as session, session.begin():
                         rest = [r.id for r in queue[n:]]
@@ -190,7 +221,9 @@ class Delivery:
         try:
             message = Message.model_validate(row.payload)
         except ValidationError as exc:  # e.g. a row written by an older version: never sendable
-            await self._record(row, lease_until, status="dead", error=f"unreadable message: {exc}")
+            await self._record(
+                row, lease_until, status="dead", error=f"unreadable message: {exc}", reason="unreadable"
+            )
             return None
         recipient, email = row.recipient, None
         if recipient is None and row.person_id is not None:
@@ -212,22 +245,29 @@ class Delivery:
             if recipient is not None:  # the person's later rows in this batch need not ask again
                 known[(row.platform, row.person_id)] = recipient
         if recipient is None:
-            await self._record(row, lease_until, status="dead", error="no identity on this platform")
+            await self._record(
+                row, lease_until, status="dead", error="no identity on this platform", reason="no_identity"
+            )
             return None
         platform = self.platforms[row.platform]
         if row.in_doubt and not earlier:
             # sent before, but whether it arrived is unknown: ask instead of risking a duplicate
+            asked_at = utcnow()
             try:
                 found = await platform.find_sent(recipient, row.idempotency_key)
             except SendError as exc:
-                return await self._failed(row, lease_until, exc, exc.retry_after, exc.permanent)
+                return await self._failed(
+                    row, lease_until, exc, exc.retry_after, exc.permanent, recipient=recipient
+                )
             if found is not None:
+                self._note_reached(row.platform, recipient, asked_at)
                 await self._record_sent(row, lease_until, found, outcome="found")
                 return None
         await self.limiter.acquire(
             row.platform, _pace_key(row), new_message=not earlier, before_wait=self._before_wait
         )
         lease_until = await self._hold(row, lease_until)
+        started = utcnow()
         try:
             if earlier:
                 await platform.update(recipient, earlier, message, key=row.idempotency_key)
@@ -235,10 +275,17 @@ class Delivery:
             else:
                 message_id = await platform.send(recipient, message, key=row.idempotency_key)
         except SendError as exc:
-            if exc.retry_after is not None:
+            # a used-up quota holds the whole platform back (see _failed), not only this recipient
+            if exc.retry_after is not None and exc.reason_code() != "quota":
                 self.limiter.rate_limited(row.platform, _pace_key(row), exc.retry_after)
             return await self._failed(
-                row, lease_until, exc, exc.retry_after, exc.permanent, in_doubt=exc.in_doubt
+                row,
+                lease_until,
+                exc,
+                exc.retry_after,
+                exc.permanent,
+                in_doubt=exc.in_doubt,
+                recipient=recipient,
             )
         except Exception as exc:  # a bug or a network fault: retried, and recorded on the row
             log.exception("sending outbox row %s failed", row.id)
@@ -246,6 +293,9 @@ class Delivery:
             return await self._failed(row, lease_until, exc, None, False, in_doubt=True)
         if not earlier:
             self.limiter.sent(row.platform, _pace_key(row))
+            # only a new message proves the person reachable: some platforms still let an earlier
+            # message be edited after its user stopped the bot
+            self._note_reached(row.platform, recipient, started)
         await self._record_sent(row, lease_until, message_id)
         return None
 
@@ -289,8 +339,15 @@ class Delivery:
         return found
 
     async def _record(
-        self, row: OutboxRow, lease_until: datetime, *, outcome: str | None = None, **result: Any
+        self,
+        row: OutboxRow,
+        lease_until: datetime,
+        *,
+        outcome: str | None = None,
+        unreachable: tuple[str, str] | None = None,
+        **result: Any,
     ) -> None:
+        """Write one row's result; ``unreachable`` (recipient, the platform's words): mark them too."""
         status = result["status"]
         self.metrics.sent(row.platform, outcome or {"pending": "retry"}.get(status, status))
         async with self.db.sessions() as session, session.begin():
@@ -298,6 +355,22 @@ class Delivery:
                 log.warning(
                     "outbox row %s was taken over by another sender before its result was recorded", row.id
                 )
+            if unreachable is not None:
+                # marked even if another sender took the row over: what the platform said holds
+                recipient, words = unreachable
+                await people.mark_unreachable(
+                    session, platform=row.platform, external_id=recipient, reason=words
+                )
+        if unreachable is not None:
+            user = (row.platform, unreachable[0])
+            self._unreachable.add(user)
+            # a message that reached them before this one failed must not clear this mark
+            self._reached = [(u, at) for u, at in self._reached if u != user]
+
+    def _note_reached(self, platform: str, recipient: str, started: datetime) -> None:
+        """A message sent from ``started`` on reached ``recipient``: clear their mark at the flush."""
+        if (platform, recipient) in self._unreachable:
+            self._reached.append(((platform, recipient), started))
 
     async def _record_sent(
         self, row: OutboxRow, lease_until: datetime, message_id: str | None, *, outcome: str = "sent"
@@ -333,13 +406,16 @@ class Delivery:
         """
         async with self._flushing:
             noted, self._sent = self._sent, []
-            if not noted:
+            reached, self._reached = self._reached, []
+            if not noted and not reached:
                 return
             marks = [mark for mark, _ in noted]
             try:
                 async with self.db.sessions() as session, session.begin():
-                    recorded = await outbox.mark_sent(session, marks=marks)
+                    recorded = await outbox.mark_sent(session, marks=marks) if marks else set()
+                    await self._clear_reached(session, reached)
             except Exception:
+                self._reached.extend(reached)  # cleared with the next flush
                 log.exception(
                     "recording %d sent outbox rows failed; they are checked with the platform before "
                     "any second send once their lease runs out",
@@ -349,12 +425,28 @@ class Delivery:
             finally:
                 for _, key in noted:
                     self._unrecorded.pop(key, None)
+            self._unreachable.difference_update(user for user, _ in reached)
             for mark in marks:
                 if mark.outbox_id not in recorded:
                     log.warning(
                         "outbox row %s was taken over by another sender before its result was recorded",
                         mark.outbox_id,
                     )
+
+    @staticmethod
+    async def _clear_reached(session: AsyncSession, reached: list[tuple[PlatformUser, datetime]]) -> None:
+        """Clear the marks of users a message reached, unless marked again since it was sent."""
+        by_platform: dict[str, tuple[list[str], datetime]] = {}
+        for (platform, recipient), started in reached:
+            recipients, earliest = by_platform.get(platform, ([], started))
+            by_platform[platform] = ([*recipients, recipient], min(earliest, started))
+        for platform, (recipients, earliest) in by_platform.items():
+            # a mark newer than the earliest of these sends may come from a later failure (another
+            # process's): it stays, and the person's next message clears it if it was wrong
+            if await people.clear_unreachable(
+                session, platform=platform, external_ids=recipients, marked_before=earliest
+            ):
+                log.info("users on %s are reachable again: %s", platform, ", ".join(sorted(set(recipients))))
 
     async def _failed(
         self,
@@ -365,16 +457,29 @@ class Delivery:
         permanent: bool,
         *,
         in_doubt: bool = False,
+        recipient: str | None = None,
     ) -> datetime | None:
+        reason = exc.reason_code() if isinstance(exc, SendError) else "failed"
+        result: dict[str, Any] = {"error": str(exc), "reason": reason, "in_doubt": in_doubt}
+        if reason == "quota" and retry_after is not None:
+            # the app's quota refuses every recipient alike: hold the platform back until it is
+            # back (set before this row's result is written, so no other sender starts meanwhile)
+            until = utcnow() + timedelta(seconds=retry_after)
+            if self._quota_wait(row.platform) == 0:  # once per pause, not once per refused row
+                log.warning(
+                    "%s: the API quota is used up (%s); sending there again at %s", row.platform, exc, until
+                )
+            self._quota_until[row.platform] = max(until, self._quota_until.get(row.platform, until))
+        if isinstance(exc, SendError) and exc.unreachable and recipient is not None:
+            log.warning("%s says user %s cannot be messaged: %s", row.platform, recipient, exc)
+            result["unreachable"] = (recipient, str(exc) or reason)
         limit = MAX_RATE_LIMITED_ATTEMPTS if retry_after is not None else MAX_ATTEMPTS
         if permanent or row.attempts + 1 >= limit:
-            await self._record(row, lease_until, status="dead", error=str(exc), in_doubt=in_doubt)
+            await self._record(row, lease_until, status="dead", **result)
             return None
         delay = retry_after if retry_after is not None else backoff(row.attempts)
         retry_at = utcnow() + timedelta(seconds=delay)
-        await self._record(
-            row, lease_until, status="pending", error=str(exc), retry_at=retry_at, in_doubt=in_doubt
-        )
+        await self._record(row, lease_until, status="pending", retry_at=retry_at, **result)
         return retry_at
 
     async def run(self, stop: asyncio.Event, *, tick: float = 1.0) -> None:

@@ -131,15 +131,34 @@ class FeishuSettings(_Section):
 
 
 class DingtalkSettings(_Section):
-    """DingTalk: Stream mode with the app's client id and secret."""
+    """DingTalk: Stream mode with the app's client id (AppKey) and secret, and its robot code."""
 
     client_id: str = ""
     client_secret: str = ""
     robot_code: str = ""
+    # the new-style OpenAPI (tokens, robot messages, cards, the stream's connection) …
     api_url: str = "https://api.dingtalk.com"
+    # … and the older one, for the directory (departments and users)
+    oapi_url: str = "https://oapi.dingtalk.com"
+    # an interactive card template (卡片平台); empty sends markdown with numbered choices instead
+    card_template_id: str = ""
+    # DingTalk publishes no per-app number for robot messages; its error codes say when to slow down
     rate_per_s: float | None = None
     per_recipient_per_s: float | None = None
     secret_fields = ("client_id", "client_secret")
+
+    @property
+    def robot(self) -> str:
+        """The robot code messages are sent as: an internal app's robot code is its AppKey unless set."""
+        return self.robot_code.strip() or self.client_id
+
+    @field_validator("api_url", "oapi_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"a DingTalk base URL must look like https://api.dingtalk.com (got {value!r})")
+        return value.rstrip("/")
 
 
 class JiraSettings(_Section):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.engine import Engine
-from conversations.i18n import t
+from conversations.i18n import CatalogError, t
 from conversations.messages import Action, Button, Field_, Message
 from conversations.outgoing import PersonContext
 from conversations.periods import local_date
 from conversations.prompts import EDIT, RESUME, SUMMARY, answer_fields
-from storage import assignments, cycles, people
+from storage import assignments, cycles, outbox, people
 from storage.models import Cycle
 from storage.people import PersonRow
 
@@ -52,6 +52,59 @@ async def open_cycles(
     return Message(title=t(key, locale), text=t("status.detail_hint", locale), fields=fields)
 
 
+def _platform_name(platform: str, locale: str) -> str:
+    try:
+        return t(f"org.platform_{platform}", locale).strip()
+    except CatalogError:  # a platform without a display name (the console)
+        return platform
+
+
+def _names(names: list[str], locale: str) -> str:
+    listed = t("status.name_separator", locale).join(names[:_MAX_LISTED])
+    if len(names) > _MAX_LISTED:
+        return t("status.names_more", locale, names=listed, count=len(names) - _MAX_LISTED)
+    return listed
+
+
+async def _delivery_fields(
+    session: AsyncSession, cycle: Cycle, locale: str, visible: set[int] | None
+) -> list[Field_]:
+    """Who in the cycle a platform cannot message, and its messages not delivered yet, with why."""
+    cycle_id = cycle.id or 0
+    fields: list[Field_] = []
+    unreachable: dict[str, dict[int, str]] = {}
+    for person in await cycles.unreachable_people(session, cycle_id=cycle_id):
+        if visible is None or person.subject_id in visible:
+            unreachable.setdefault(person.platform, {})[person.person_id] = person.name
+    for platform, found in sorted(unreachable.items()):
+        name = _platform_name(platform, locale)
+        names = _names(sorted(found.values()), locale)
+        fields.append(
+            Field_(
+                label=t("status.unreachable_on", locale, platform=name),
+                value=t("status.unreachable_people", locale, names=names, platform=name),
+            )
+        )
+    counts: dict[tuple[str, str, str], int] = {}
+    for row in await cycles.undelivered(session, cycle_id=cycle_id, by_subject=visible is not None):
+        if visible is None or row.subject_id in visible:
+            key = (row.status, row.platform, row.reason if row.reason in outbox.REASONS else "failed")
+            counts[key] = counts.get(key, 0) + row.count
+    # waiting first (it resolves itself or needs a hand now), then given up; the most first
+    for (status, platform, reason), count in sorted(
+        counts.items(), key=lambda c: (c[0][0] != "pending", -c[1])
+    ):
+        name = _platform_name(platform, locale)
+        why = t(f"status.reason_{reason}", locale, platform=name)
+        fields.append(
+            Field_(
+                label=t(f"status.undelivered_{status}", locale, count=count, platform=name),
+                value=t(f"status.undelivered_{status}_why", locale, why=why),
+            )
+        )
+    return fields
+
+
 async def cycle_detail(
     session: AsyncSession,
     engine: Engine,
@@ -61,7 +114,8 @@ async def cycle_detail(
     *,
     timezone: str,
 ) -> Message:
-    """Completion of one cycle by department, and who has not answered yet."""
+    """Completion of one cycle by department, who cannot be messaged and which messages wait (and why),
+    and who has not answered yet."""
     ritual = await engine.ritual(session, cycle.ritual_id)
     rows = await _visible_rows(session, cycle, visible)
     by_dept: dict[str, list[int]] = {}
@@ -73,6 +127,7 @@ async def cycle_detail(
         Field_(label=dept, value=t("status.completion", locale, done=d, total=n, percent=_percent(d, n)))
         for dept, (d, n) in sorted(by_dept.items())
     ]
+    fields.extend(await _delivery_fields(session, cycle, locale, visible))
     waiting = [r for r in rows if r.status != "submitted"]
     for r in waiting[:_MAX_LISTED]:
         who = f"{r.name} <{r.email}>" + (" ⟶ " + t("status.manager_part", locale) if r.part != "self" else "")

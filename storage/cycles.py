@@ -6,17 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.assignments import OPEN
 from storage.clock import utcnow
-from storage.models import Assignment, Cycle, Person, RitualDefinition
+from storage.models import Assignment, Cycle, Identity, Outbox, Person, RitualDefinition
 from storage.upsert import insert_for
 
 A = Assignment.__table__  # type: ignore[attr-defined]
 C = Cycle.__table__  # type: ignore[attr-defined]
+I = Identity.__table__  # type: ignore[attr-defined]  # noqa: E741
+OUT = Outbox.__table__  # type: ignore[attr-defined]
 P = Person.__table__  # type: ignore[attr-defined]
 R = RitualDefinition.__table__  # type: ignore[attr-defined]
 
@@ -180,3 +182,68 @@ async def find_cycle(session: AsyncSession, *, ritual_key: str, period: str) -> 
     """The cycle of a ritual for a period, if it was ever opened (closed ones too)."""
     stmt = select(Cycle).where(col(Cycle.ritual_key) == ritual_key, col(Cycle.period) == period)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class UnreachableInCycle:
+    """Someone in a cycle whom a platform said it cannot message (per assignment they answer)."""
+
+    person_id: int
+    name: str
+    platform: str
+    marked_at: datetime  # when the platform last said so
+    subject_id: int  # whom the assignment is about: a manager sees only their reports'
+
+
+async def unreachable_people(session: AsyncSession, *, cycle_id: int) -> list[UnreachableInCycle]:
+    """The people answering a cycle's assignments whose identity on a platform is marked unreachable.
+
+    Read from the few marked identities (a partial index), not from the whole audience.
+    """
+    stmt = (
+        select(A.c.person_id, P.c.name, I.c.platform, I.c.unreachable_at, A.c.subject_id)
+        .select_from(I.join(A, A.c.person_id == I.c.person_id).join(P, P.c.id == A.c.person_id))
+        .where(A.c.cycle_id == cycle_id, I.c.unreachable_at.is_not(None))
+        .distinct()
+        .order_by(I.c.platform, P.c.name, A.c.person_id, A.c.subject_id)
+    )
+    return [UnreachableInCycle(*tuple(r)) for r in (await session.execute(stmt)).all()]
+
+
+@dataclass(frozen=True)
+class UndeliveredCount:
+    """How many of a cycle's messages on one platform failed for one reason and are not sent."""
+
+    platform: str
+    status: str  # "pending": to be tried again; "dead": given up
+    reason: str  # a storage.outbox.REASONS code ("failed" when none was stored)
+    count: int
+    subject_id: int | None = None  # with ``by_subject``: whom the conversation is about
+
+
+def _undelivered() -> Any:
+    # spelled as the partial index ix_outbox_undelivered is (models.UNDELIVERED), with its constants
+    # inline, not bound: a planner uses a partial index only for a WHERE it can see implies it
+    status, attempts = OUT.c.status, OUT.c.attempts
+    return or_(
+        status == literal_column("'dead'"),
+        and_(status == literal_column("'pending'"), attempts > literal_column("0")),
+    )
+
+
+async def undelivered(
+    session: AsyncSession, *, cycle_id: int, by_subject: bool = False
+) -> list[UndeliveredCount]:
+    """The messages of a cycle's conversations that failed and were not sent since, counted in one
+    grouped query by platform, status and reason (and by subject, for a manager's view)."""
+    reason = func.coalesce(OUT.c.error_reason, literal_column("'failed'"))
+    keys = [OUT.c.platform, OUT.c.status, reason]
+    if by_subject:
+        keys.append(A.c.subject_id)
+    stmt = (
+        select(*keys[:3], func.count(), *keys[3:])
+        .select_from(OUT.join(A, A.c.id == OUT.c.assignment_id))
+        .where(A.c.cycle_id == cycle_id, _undelivered())
+        .group_by(*keys)
+    )
+    return [UndeliveredCount(*tuple(r)) for r in (await session.execute(stmt)).all()]

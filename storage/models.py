@@ -41,13 +41,26 @@ class Identity(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("platform", "tenant", "external_id", name="uq_identity_external"),
         UniqueConstraint("person_id", "platform", "tenant", name="uq_identity_person_platform"),
+        # the few people a platform refused to message: a status screen finds them without reading
+        # every identity of a cycle's audience
+        Index(
+            "ix_identity_unreachable",
+            "person_id",
+            sqlite_where=text("unreachable_at IS NOT NULL"),
+            postgresql_where=text("unreachable_at IS NOT NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     person_id: int = Field(foreign_key="person.id", index=True)
     platform: str = Field(max_length=32)
     tenant: str = Field(default="", max_length=128)
     external_id: str = Field(max_length=256)
+    # False while unreachable_at is set (kept in step with it)
     reachable: bool = Field(default=True)
+    # when the platform said this user cannot be messaged (not in the app's availability range,
+    # stopped the bot, left the company), and its words; cleared by the next message that reaches them
+    unreachable_at: datetime | None = None
+    unreachable_reason: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -131,10 +144,24 @@ class Answer(SQLModel, table=True):
     answered_at: datetime = Field(default_factory=utcnow)
 
 
+# an outbox row that failed and is waiting to be tried again, or was given up on
+UNDELIVERED = "status = 'dead' OR (status = 'pending' AND attempts > 0)"
+
+
 class Outbox(SQLModel, table=True):
     """A message to deliver; the idempotency key says what it is, so it is never queued twice."""
 
-    __table_args__ = (Index("ix_outbox_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "due_at"),
+        # the rows that failed and were not sent since (a small part of the outbox, so a small index),
+        # by the conversation they belong to: a cycle's status screen counts them
+        Index(
+            "ix_outbox_undelivered",
+            "assignment_id",
+            sqlite_where=text(UNDELIVERED),
+            postgresql_where=text(UNDELIVERED),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=200, unique=True)
     person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
@@ -153,6 +180,9 @@ class Outbox(SQLModel, table=True):
     in_doubt: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     due_at: datetime = Field(default_factory=utcnow)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # why the last attempt failed, as a short code ("quota", "rate_limit", "unreachable",
+    # "no_identity", ...; see storage.outbox.REASONS) a status screen can put in words
+    error_reason: str | None = Field(default=None, max_length=32)
     platform_message_id: str | None = Field(default=None, max_length=256)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None

@@ -18,6 +18,12 @@ from storage.prepared import Prepared, dialect_insert, run
 OUT = Outbox.__table__  # type: ignore[attr-defined]
 A = Assignment.__table__  # type: ignore[attr-defined]
 
+# why a row was not sent (``Outbox.error_reason``), the codes a status screen has words for:
+# the app's API quota is used up; the platform asked to slow down; the person cannot be messaged on
+# the platform; no platform id is known for the person; the platform refused the message; the
+# stored message cannot be read any more; anything else (a server error, the network, a bug)
+REASONS = ("quota", "rate_limit", "unreachable", "no_identity", "rejected", "unreadable", "failed")
+
 
 @dataclass(frozen=True)
 class OutboxRow:
@@ -134,12 +140,14 @@ def _mark_statement(sent: bool, in_doubt: bool, error: bool, retry: bool, guarde
             sent_at=bindparam("b_sent_at"),
             platform_message_id=bindparam("b_message_id"),
             last_error=None,
+            error_reason=None,
             in_doubt=False,
         )
     elif in_doubt:
         values["in_doubt"] = True
     if error:
         values["last_error"] = bindparam("b_error")
+        values["error_reason"] = bindparam("b_reason")
     if retry:
         values["due_at"] = bindparam("b_retry_at")
     stmt = update(OUT).where(OUT.c.id == bindparam("b_id")).values(**values)
@@ -163,14 +171,16 @@ async def mark(
     status: str,
     platform_message_id: str | None = None,
     error: str | None = None,
+    reason: str | None = None,
     retry_at: datetime | None = None,
     lease_until: datetime | None = None,
     in_doubt: bool = False,
 ) -> bool:
     """Record what happened to one row: sent, obsolete, failed (to retry at ``retry_at``) or dead.
 
-    With ``lease_until``, only while this sender's claim still holds; False if another took over.
-    Many "sent" results at once go through ``mark_sent``.
+    ``error`` is the failure in the platform's words, ``reason`` its short code (``REASONS``; stored
+    with the error, None without one). With ``lease_until``, only while this sender's claim still
+    holds; False if another took over. Many "sent" results at once go through ``mark_sent``.
     """
     sent = status == "sent"
     shape = (sent, in_doubt and not sent, error is not None, retry_at is not None, lease_until is not None)
@@ -179,6 +189,7 @@ async def mark(
         params.update(b_sent_at=utcnow(), b_message_id=platform_message_id)
     if error is not None:
         params["b_error"] = error[:2000]
+        params["b_reason"] = reason[:32] if reason else None
     if retry_at is not None:
         params["b_retry_at"] = retry_at
     if lease_until is not None:
@@ -204,7 +215,9 @@ _MARK_SENT = Prepared(
             OUT.c.status == "sending",
             OUT.c.due_at == bindparam("b_lease"),
         )
-        .values(status="sent", attempts=OUT.c.attempts + 1, last_error=None, in_doubt=False)
+        .values(
+            status="sent", attempts=OUT.c.attempts + 1, last_error=None, error_reason=None, in_doubt=False
+        )
         .returning(OUT.c.id)
     )
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, literal, or_, select, tuple_, union_all, update
@@ -288,3 +288,84 @@ async def external_ids(
         return {}
     params = {"person_ids": sorted(set(person_ids)), "platform": platform, "tenant": tenant}
     return {pid: found for pid, found in (await run(session, _EXTERNAL_IDS, params)).all()}
+
+
+@dataclass(frozen=True)
+class PlatformId:
+    """A person's id on a platform, and whether the platform last said it cannot be messaged."""
+
+    external_id: str
+    unreachable: bool = False
+
+
+_PLATFORM_IDS = Prepared(
+    lambda _: select(I.c.person_id, I.c.external_id, I.c.unreachable_at.is_not(None)).where(
+        I.c.person_id.in_(bindparam("person_ids", expanding=True)),
+        I.c.platform == bindparam("platform"),
+        I.c.tenant == bindparam("tenant"),
+    )
+)
+
+
+async def platform_ids(
+    session: AsyncSession, *, person_ids: list[int], platform: str, tenant: str = ""
+) -> dict[int, PlatformId]:
+    """``external_ids`` with each id's unreachable mark, in one query; people without one are left out."""
+    if not person_ids:
+        return {}
+    params = {"person_ids": sorted(set(person_ids)), "platform": platform, "tenant": tenant}
+    return {
+        pid: PlatformId(found, bool(unreachable))
+        for pid, found, unreachable in (await run(session, _PLATFORM_IDS, params)).all()
+    }
+
+
+async def mark_unreachable(
+    session: AsyncSession, *, platform: str, external_id: str, reason: str, tenant: str = ""
+) -> int | None:
+    """Note that the platform cannot message this user (``reason``: its words, kept short).
+
+    ``unreachable_at`` is when it was last said. Returns the person whose identity it is, or None
+    when no identity has this id (nothing is marked then).
+    """
+    stmt = (
+        update(I)
+        .where(I.c.platform == platform, I.c.tenant == tenant, I.c.external_id == external_id)
+        .values(
+            reachable=False,
+            unreachable_at=utcnow(),
+            unreachable_reason=reason[:200],
+        )
+        .returning(I.c.person_id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def clear_unreachable(
+    session: AsyncSession,
+    *,
+    platform: str,
+    external_ids: list[str],
+    tenant: str = "",
+    marked_before: datetime | None = None,
+) -> int:
+    """A message reached these users (or they wrote): they are reachable again; returns how many were not.
+
+    With ``marked_before`` (when the message that reached them was sent), a mark made after it is
+    left: it comes from a later failure.
+    """
+    if not external_ids:
+        return 0
+    stmt = (
+        update(I)
+        .where(
+            I.c.platform == platform,
+            I.c.tenant == tenant,
+            I.c.external_id.in_(sorted(set(external_ids))),
+            I.c.unreachable_at.is_not(None),
+        )
+        .values(reachable=True, unreachable_at=None, unreachable_reason=None)
+    )
+    if marked_before is not None:
+        stmt = stmt.where(I.c.unreachable_at <= marked_before)
+    return int((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]

@@ -561,4 +561,4 @@ def test_the_command_refuses_when_feishu_is_not_configured(isolated: Path) -> No
 def test_an_unknown_source_is_a_usage_error(isolated: Path) -> None:
     result = cadence("org", "sync", "workday", url=f"sqlite:///{isolated / 'cli.db'}", locale="en")
     assert result.exit_code == 2
-    assert "Invalid value for 'SOURCE': 'workday' is not 'feishu'" in result.output
+    assert "Invalid value for 'SOURCE': 'workday' is not one of" in result.output

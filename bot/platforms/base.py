@@ -114,6 +114,14 @@ class SendError(RuntimeError):
     ``permanent``: no retry will help. ``in_doubt``: the platform may have accepted the message before
     the failure (the connection broke or timed out after the request went out, or the platform
     answered with a server error), so ask ``Platform.find_sent`` before sending it again.
+    ``unreachable``: this platform user cannot be messaged at all (DingTalk ``invalidStaffIdList``,
+    Feishu 230013 outside the app's availability range or 230053 stopped the bot, Slack
+    ``user_not_found``): permanent, and the person's identity on the platform is marked unreachable
+    until a message reaches them again, which HR sees in the cycle status.
+    ``reason``: a short code for why, kept on the outbox row and put in words on the cycle status:
+    "quota" (the app's API quota is used up: give a long ``retry_after``, e.g. until it renews),
+    "rate_limit", "unreachable", "rejected", ... (``storage.outbox.REASONS``); when not given, delivery
+    derives one (``reason_code``).
     """
 
     def __init__(
@@ -123,9 +131,21 @@ class SendError(RuntimeError):
         retry_after: float | None = None,
         permanent: bool = False,
         in_doubt: bool = False,
+        unreachable: bool = False,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.retry_after, self.permanent, self.in_doubt = retry_after, permanent, in_doubt
+        self.retry_after, self.in_doubt, self.unreachable = retry_after, in_doubt, unreachable
+        self.permanent = permanent or unreachable
+        self.reason = reason or ("unreachable" if unreachable else None)
+
+    def reason_code(self) -> str:
+        """``reason`` if the platform gave one, else what the kind of failure says."""
+        if self.reason:
+            return self.reason
+        if self.retry_after is not None:
+            return "rate_limit"
+        return "rejected" if self.permanent else "failed"
 
 
 class Platform(ABC):
