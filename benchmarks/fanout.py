@@ -1,4 +1,4 @@
-"""Benchmark a scheduled fan-out: the planner opens a cycle for N people, each prompt reaches Slack or Feishu.
+"""Benchmark a scheduled fan-out: the planner opens a cycle for N people, each prompt reaches the platform.
 
 Run as ``python benchmarks/fanout.py``. It prints one JSON line per case::
 
@@ -8,32 +8,41 @@ Run as ``python benchmarks/fanout.py``. It prints one JSON line per case::
      "http_429": ..., ...}
     {"benchmark": "fanout", "platform": "feishu", ..., "people": 1000, "limit_per_s": 50,
      "per_user_per_s": 5, ..., "limit_utilisation": ..., "http_429": ..., ...}
+    {"benchmark": "fanout", "platform": "dingtalk", ..., "people": 10000, "limit_per_s": null, ...,
+     "duplicates": 0, "lost": 0, "calls_per_prompt": ..., "api_calls": {...}, ...}
 
-Cases: ``--platform`` (``slack``, ``feishu`` or, by default, ``all``) and ``--cases`` (by default Slack's
-two and Feishu's ``limited``), each on SQLite and on PostgreSQL (``--dbs``). ``unlimited``: ``--people``
-(10,000), no limit in the fake and no pacing in Cadence. ``limited``: ``--limited-people`` (1,000), with
-the fake enforcing ``--limit-per-s`` (50) a second overall, as the platform does: Slack's fake on
-chat.postMessage with ``--per-channel-per-s`` (1) per channel, Feishu's on message create (and
-update) per app with ``--per-user-per-s`` (5) per user. Each case runs in a child process of its own,
-so ``peak_rss_mb`` is that case's Cadence process (``ru_maxrss``; Feishu's includes lark-oapi, imported
-for the long connection). PostgreSQL is the database at ``--postgres-url``
+Cases: ``--platform`` (``slack``, ``feishu``, ``dingtalk`` or, by default, ``all``) and ``--cases`` (by
+default Slack's two, Feishu's ``limited`` and DingTalk's ``unlimited``), each on SQLite and on PostgreSQL
+(``--dbs``). ``unlimited``: ``--people`` (10,000), no limit in the fake and no pacing in Cadence.
+``limited``: ``--limited-people`` (1,000), with the fake enforcing ``--limit-per-s`` (50) a second
+overall, as the platform does: Slack's fake on chat.postMessage with ``--per-channel-per-s`` (1) per
+channel, Feishu's on message create (and update) per app with ``--per-user-per-s`` (5) per user,
+DingTalk's on batchSend calls (its per-API QPS, refused with HTTP 403
+``Forbidden.AccessDenied.QpsLimitForApi``; DingTalk publishes no number, and its per-person flow
+control names no rate). Each case runs in a child process of its own, so ``peak_rss_mb`` is that
+case's Cadence process (``ru_maxrss``; Feishu's includes lark-oapi, imported for the long connection,
+DingTalk's dingtalk-stream and websockets, for Stream mode). PostgreSQL is the database at ``--postgres-url``
 (``CADENCE_BENCH_POSTGRES_URL``), whose public schema the benchmark drops and recreates under the
 advisory lock ``benchmarks/engine.py`` takes; an unreachable server prints an ``error`` line.
 
-The fake (``tests/fakes/slack.py`` or ``tests/fakes/feishu.py``) runs in a process of its own, so it
+The fake (``tests/fakes/slack.py``, ``feishu.py`` or ``dingtalk.py``) runs in a process of its own, so it
 does not take the measured process's CPU (a 2-core machine: one core each); a pipe gives its address
 and, at the end, its counters. Cadence is the real thing: ``App`` with the platform connected, Slack
 over Socket Mode sending through slack_sdk's ``AsyncWebClient`` and aiohttp, Feishu over lark-oapi's
 long connection (its endpoint call, then the WebSocket) sending cards through ``FeishuApi`` (httpx)
-with ``POST /open-apis/im/v1/messages`` and the outbox key as ``uuid``.
+with ``POST /open-apis/im/v1/messages`` and the outbox key as ``uuid``, DingTalk over Stream mode
+(``connections/open`` with httpx, then the WebSocket) sending robot markdown through ``DingtalkApi``
+(httpx) with ``POST /v1.0/robot/oToMessages/batchSend``: identical messages (here each locale's
+opening) that come within 20 ms go out together, up to 20 userIds a call.
 
 Setup (not timed): a fresh database, migrations, an org of N people (time zone UTC, country GB,
-zh-CN and en alternating; the org file carries each person's id on the platform, ``slack_id`` or
-``feishu_id`` (an open_id), as ``examples/org.csv`` does, so no lookup happens: ``--identities lookup``
-leaves them out and measures a first fan-out that learns them by email) imported from a separate
-process as ``cadence org import`` would, and a schedule: weekly_recap every Wednesday at 10:00 local
-time. Cadence's clock (``storage.clock``) starts at Wednesday 2026-11-25 10:00 UTC and runs at
-wall-clock speed from there (Retry-After pauses and retries are due times on that clock).
+zh-CN and en alternating; the org file carries each person's id on the platform, ``slack_id``,
+``feishu_id`` (an open_id) or ``dingtalk_id`` (a userId), as ``examples/org.csv`` does, so no lookup
+happens: ``--identities lookup`` leaves them out and measures a first fan-out that learns them by email,
+not on DingTalk, which has no lookup by email) imported from a separate process as ``cadence org
+import`` would, and a schedule: weekly_recap every Wednesday at 10:00 local time. Cadence's clock
+(``storage.clock``) starts at Wednesday 2026-11-25 10:00 UTC and runs at wall-clock speed from there
+(Retry-After pauses and retries are due times on that clock).
 
 Timed phase: with the delivery worker running as ``cadence run`` runs it (``Delivery.run``), one
 scheduler tick at 10:00 (``SchedulerService.tick``: the planner opens the cycle for everyone, the
@@ -51,7 +60,14 @@ Slack a duplicate is a key stored twice (message metadata). Feishu stores a mess
 ``uuid`` within an hour (its own guarantee, which the fake keeps), so a row sent twice would not show
 as a second message: there ``duplicates`` counts the uuids stored twice *and* the uuids whose create
 call was answered more than once (the later times with the first message, by that dedupe), and
-``duplicates_by_kind`` says which. The benchmark gives up after 180 s (unlimited) or 20 s + 1.5 x the
+``duplicates_by_kind`` says which. DingTalk's batchSend carries no key of Cadence's: a delivery there is
+a (userId, hash of ``msgKey`` and ``msgParam``) pair, each outbox row's being its person's
+``dingtalk_id`` and the markdown its message renders to; a pair delivered twice is a duplicate.
+``calls_per_prompt`` (DingTalk) = the API calls the fake received, except the token fetches
+(``oauth2/accessToken``, ``gettoken``) and the Stream's ``connections/open``, refused calls included /
+the (person, prompt) pairs delivered; in this run they are all batchSends (no card template, no
+directory reads), so with each locale's prompt identical it is about 1 / the people per call
+(``api_calls.user_ids_per_call``). The benchmark gives up after 180 s (unlimited) or 20 s + 1.5 x the
 time the limit needs (limited: 50 s for 1,000 messages at 50/s); people whose rows are then still
 queued are ``late``, not lost. A wrong count, or giving up, adds an ``error`` field and makes the exit
 code non-zero.
@@ -60,14 +76,17 @@ The limited cases run Cadence as a deployment would be configured, the settings'
 published "1 message per second per channel" as ``SLACK_PER_RECIPIENT_PER_S=1``, no workspace-wide
 cap (``SLACK_RATE_PER_S`` unset: Slack publishes no number, its 429s carry Retry-After, which Cadence
 honours). Feishu: its published limits, ``FEISHU_RATE_PER_S=50`` and ``FEISHU_PER_RECIPIENT_PER_S=5``.
-``DELIVERY_CONCURRENCY`` as configured (default: the setting's default). The JSON line names this
+DingTalk: neither set (it publishes no number; Cadence backs off on its throttling codes).
+``DELIVERY_CONCURRENCY`` as configured (default: the setting's default; with DingTalk ``App`` raises it
+to at least 20, batchSend's userIds per call, in every case). The JSON line names this
 under ``cadence_pacing``; ``--cadence-rate-per-s``, ``--cadence-per-recipient-per-s`` (0: unset) and
 ``--concurrency`` try others. ``limit_utilisation`` = the rate the fake admitted (first to last
 admitted call) / ``limit_per_s``; ``http_429_by_limit`` says which of the fake's limits refused
 (Slack: ``overall`` or ``per_channel``; Feishu: ``app``, HTTP 429 code 99991400, or ``user``, code
-230020 with HTTP 400, both counted in ``http_429``). Each person gets one message, so a per-recipient
-limit refuses only retries that come too fast; a fake starting with a full bucket lets a burst through,
-so a run that bursts (Slack's, unpaced overall) can show a utilisation a little above 1.
+230020 with HTTP 400, both counted in ``http_429``; DingTalk: ``api``, its HTTP 403, counted there
+too). Each person gets one message, so a per-recipient limit refuses only retries that come too fast;
+a fake starting with a full bucket lets a burst through, so a run that bursts (Slack's, unpaced
+overall) can show a utilisation a little above 1.
 """
 
 from __future__ import annotations
@@ -77,6 +96,7 @@ import asyncio
 import contextlib
 import cProfile
 import csv
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -123,9 +143,14 @@ BOT_TOKEN = "xoxb-2718281828-3141592653-FanoutFanoutFanout0001"
 APP_TOKEN = "xapp-1-A0CADENCE-1618033988-FanoutFanoutFanout0002"
 FEISHU_APP_ID = "cli_cadence_fanout"
 FEISHU_APP_SECRET = "fanout-app-secret-for-the-benchmark"
-PLATFORMS = ("slack", "feishu")
-# the cases each platform runs unless --cases says otherwise (Feishu's unlimited case is on request)
-DEFAULT_CASES = {"slack": ("unlimited", "limited"), "feishu": ("limited",)}
+DINGTALK_CLIENT_ID = "dingcadencefanout"  # also the robot code (an internal app's robot is its AppKey)
+DINGTALK_CLIENT_SECRET = "fanout-dingtalk-secret-for-the-benchmark"
+PLATFORMS = ("slack", "feishu", "dingtalk")
+# the cases each platform runs unless --cases says otherwise (Feishu's unlimited case and DingTalk's
+# limited one are on request)
+DEFAULT_CASES = {"slack": ("unlimited", "limited"), "feishu": ("limited",), "dingtalk": ("unlimited",)}
+# DingTalk API calls that are not part of delivering: the tokens and the Stream connection's ticket
+DINGTALK_NOT_DELIVERY = ("/v1.0/oauth2/accessToken", "/gettoken", "/v1.0/gateway/connections/open")
 # a Wednesday, a workday in Great Britain; 10:00 UTC is outside the default quiet hours (20:00-09:00)
 FIRE = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 SCHEDULES = """\
@@ -154,7 +179,7 @@ ORG_COLUMNS = (
     "country",
     "locale",
     "roles",
-)  # then the platform's id column: slack_id or feishu_id
+)  # then the platform's id column: slack_id, feishu_id or dingtalk_id
 
 log = logging.getLogger("benchmarks.fanout")
 
@@ -352,6 +377,123 @@ def counting_feishu_fake(users: dict[str, str]) -> CountingPlatformFake:
     return fake
 
 
+def content_digest(msg_key: str, param: dict[str, Any]) -> str:
+    """What a DingTalk robot message says, as a short hash (its ``msgKey`` and ``msgParam``).
+
+    batchSend carries no per-message key, so a delivery is known by (userId, this): the same prompt
+    reaching the same person twice is the same pair twice.
+    """
+    canonical = json.dumps([msg_key, param], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def counting_dingtalk_fake(users: dict[str, str]) -> CountingPlatformFake:
+    """The DingTalk fake with ``users`` (email -> userId), counting API calls and what batchSend delivered.
+
+    As for Feishu, only the fake's process imports ``tests.fakes.dingtalk``. The fake serves from a
+    thread of its own; ``_batch_send`` runs there under the fake's lock. A delivery is counted by
+    (userId, ``content_digest``) pair (batchSend has no per-message key): a pair delivered more than
+    once is a prompt that reached its person twice. Per call the additions are O(userIds).
+    """
+    from tests.fakes.dingtalk import BATCH_SEND, DingTalkFake
+
+    class CountingDingtalkFake(DingTalkFake):
+        def __init__(self) -> None:
+            super().__init__(
+                client_id=DINGTALK_CLIENT_ID,
+                client_secret=DINGTALK_CLIENT_SECRET,
+                robot_code=DINGTALK_CLIENT_ID,
+                record_calls=False,
+            )
+            self.pairs: Counter[str] = Counter()  # "userId:digest" -> deliveries
+            self.batch_accepted = 0  # batchSend calls answered with a processQueryKey
+            self.batch_user_ids = 0  # ... and the userIds they named (delivered or not)
+            self.first_at: float | None = None  # time.monotonic() (system-wide on Linux) of the first
+            self.last_at: float | None = None  # ... and of the newest new pair delivered
+            self._target = 0
+            self._reached = threading.Event()
+
+        @property
+        def address(self) -> str:
+            return self.url
+
+        def apply_limit(self, per_s: float | None, per_recipient_per_s: float | None) -> None:
+            # DingTalk's flow control per person names no rate: only the per-API limit, on batchSend
+            self.limit(per_app_per_s=per_s, per_api=BATCH_SEND)
+
+        async def ready(self, timeout: float) -> bool:
+            """Cadence's Stream connection is open (``App.start`` waits for it too, at most 15 s)."""
+            try:
+                await self.wait_connected(1, timeout)
+            except TimeoutError:
+                return False
+            return True
+
+        def _batch_send(self, body: dict[str, Any]) -> dict[str, Any]:
+            answer = super()._batch_send(body)  # a refusal raises: nothing delivered, nothing counted
+            send = self.batch_sends[-1]
+            self.batch_accepted += 1
+            self.batch_user_ids += len(send.user_ids)
+            if send.delivered:
+                digest = content_digest(send.msg_key, send.msg_param)
+                now = time.monotonic()
+                self.first_at = self.first_at or now
+                for user in send.delivered:
+                    pair = f"{user}:{digest}"
+                    self.pairs[pair] += 1
+                    if self.pairs[pair] == 1:
+                        self.last_at = now
+                if self._target and len(self.pairs) >= self._target:
+                    self._reached.set()
+            return answer
+
+        def _wait_stored(self, count: int, timeout: float) -> bool:
+            with self._lock:
+                if len(self.pairs) >= count:
+                    return True
+                self._reached.clear()
+                self._target = count
+            try:
+                return self._reached.wait(timeout)
+            finally:
+                with self._lock:
+                    self._target = 0
+
+        async def wait_keys(self, count: int, timeout: float) -> bool:
+            """Wait until ``count`` different (userId, content) pairs are delivered; False on ``timeout``."""
+            return await asyncio.to_thread(self._wait_stored, count, timeout)
+
+        def report(self) -> dict[str, Any]:
+            with self._lock:
+                stats = self.limit_stats()
+                calls = dict(self.call_counts)
+                return {
+                    "keys": dict(self.pairs),
+                    "first_at": self.first_at,
+                    "last_at": self.last_at,
+                    "http_429": stats.refused,
+                    "refused_by": {"api": stats.refused},
+                    "calls": calls,
+                    # every call but the tokens and the Stream's ticket (refused ones too: a call is a call)
+                    "delivery_calls": sum(n for p, n in calls.items() if p not in DINGTALK_NOT_DELIVERY),
+                    "batch_send_calls": calls.get(BATCH_SEND, 0),
+                    "batch_accepted": self.batch_accepted,
+                    "batch_user_ids": self.batch_user_ids,
+                    "flow_controlled": sum(len(s.flow_controlled) for s in self.batch_sends),
+                    "invalid": sum(len(s.invalid) for s in self.batch_sends),
+                    "admitted": stats.admitted,
+                    "refused": stats.refused,
+                    "achieved_per_s": stats.achieved_per_s(),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                    "cpu_s": cpu_seconds(),
+                }
+
+    fake = CountingDingtalkFake()
+    for email, userid in users.items():
+        fake.add_user(userid, name=email.split("@")[0], email=email)
+    return fake
+
+
 class CountingPlatformFake(Protocol):
     """What the fake process asks of either counting fake."""
 
@@ -387,6 +529,8 @@ async def _serve_fake(conn: Connection, platform: str, users: dict[str, str]) ->
     fake: CountingPlatformFake
     if platform == "feishu":
         fake = counting_feishu_fake(users)
+    elif platform == "dingtalk":
+        fake = counting_dingtalk_fake(users)
     else:
         fake = CountingFake(users=users, record_calls=False)
     await fake.start()
@@ -454,8 +598,9 @@ class FakeProcess:
 def write_org(path: Path, people: int, *, platform: str, with_ids: bool) -> dict[str, str]:
     """A CSV org of ``people`` in UTC: one HR admin, ~5% managers, the rest employees.
 
-    Returns email -> the person's id on ``platform`` (the fake's directory: a Slack user id, or a Feishu
-    open_id); the file carries the ids (``slack_id`` / ``feishu_id``) if ``with_ids``.
+    Returns email -> the person's id on ``platform`` (the fake's directory: a Slack user id, a Feishu
+    open_id or a DingTalk userId); the file carries the ids (``slack_id`` / ``feishu_id`` /
+    ``dingtalk_id``) if ``with_ids``.
     """
     managers = max(1, min(50, (people - 1) // 20))
     head = "manager00000@fanout.example.com"
@@ -471,7 +616,7 @@ def write_org(path: Path, people: int, *, platform: str, with_ids: bool) -> dict
         writer.writerow((*ORG_COLUMNS, f"{platform}_id"))
         for n, (role, i, manager, department) in enumerate(rows):
             email = f"{role}{i:05d}@fanout.example.com"
-            users[email] = f"ou_{n:032x}" if platform == "feishu" else f"UF{n:07d}"
+            users[email] = platform_id(platform, n)
             chinese = n % 2 == 0
             writer.writerow(
                 [
@@ -488,6 +633,15 @@ def write_org(path: Path, people: int, *, platform: str, with_ids: bool) -> dict
                 ]
             )
     return users
+
+
+def platform_id(platform: str, n: int) -> str:
+    """The ``n``-th person's id on ``platform``, shaped as the platform's are."""
+    if platform == "feishu":
+        return f"ou_{n:032x}"  # an open_id
+    if platform == "dingtalk":
+        return f"fanout{n:07d}"  # an internal app's userId (staffId): the org admin's or a number
+    return f"UF{n:07d}"
 
 
 def import_main(url: str, path: str) -> None:
@@ -568,23 +722,34 @@ async def owning(url: str) -> AsyncIterator[None]:
 class Case:
     """What one child process measures."""
 
-    platform: str  # "slack" or "feishu"
+    platform: str  # "slack", "feishu" or "dingtalk"
     mode: str  # "unlimited" or "limited"
     db: str  # "sqlite" or "postgresql"
     people: int
-    limit_per_s: float | None  # the fake's overall limit (Slack: the workspace's; Feishu: the app's)
+    limit_per_s: float | None  # the fake's overall limit (Slack: the workspace's; Feishu: the app's;
+    # DingTalk: batchSend calls, the per-API QPS)
     per_recipient_limit: float | None  # ... and its per-recipient one (Slack: per channel; Feishu: user)
     concurrency: int | None  # DELIVERY_CONCURRENCY; None: the setting's default
-    rate_per_s: float | None  # Cadence's own pacing: SLACK_RATE_PER_S / FEISHU_RATE_PER_S
-    per_recipient_per_s: float | None  # ... and SLACK_PER_RECIPIENT_PER_S / FEISHU_PER_RECIPIENT_PER_S
+    rate_per_s: float | None  # Cadence's own pacing: <PLATFORM>_RATE_PER_S
+    per_recipient_per_s: float | None  # ... and <PLATFORM>_PER_RECIPIENT_PER_S
     identities: str  # "known" (in the org file) or "lookup" (learned from the platform by email)
     profile: str | None
 
 
 def settings_for(case: Case, url: str, api_url: str, schedules: Path) -> Settings:
     """Only the database, the schedule and the platform (on the fake): nothing from the environment."""
-    slack, feishu = SlackSettings(), FeishuSettings()
-    if case.platform == "feishu":
+    slack, feishu, dingtalk = SlackSettings(), FeishuSettings(), DingtalkSettings()
+    if case.platform == "dingtalk":
+        dingtalk = DingtalkSettings(
+            enabled=True,
+            client_id=DINGTALK_CLIENT_ID,
+            client_secret=DINGTALK_CLIENT_SECRET,
+            api_url=api_url,
+            oapi_url=api_url,
+            rate_per_s=case.rate_per_s,
+            per_recipient_per_s=case.per_recipient_per_s,
+        )
+    elif case.platform == "feishu":
         feishu = FeishuSettings(
             enabled=True,
             app_id=FEISHU_APP_ID,
@@ -614,7 +779,7 @@ def settings_for(case: Case, url: str, api_url: str, schedules: Path) -> Setting
         scheduler=SchedulerSettings(file=schedules),
         slack=slack,
         feishu=feishu,
-        dingtalk=DingtalkSettings(),
+        dingtalk=dingtalk,
         jira=JiraSettings(),
         **extra,
     )
@@ -622,7 +787,7 @@ def settings_for(case: Case, url: str, api_url: str, schedules: Path) -> Setting
 
 def pacing(case: Case, settings: Settings) -> dict[str, float | None]:
     """Cadence's pacing for the platform, named as its environment variables are."""
-    section = settings.feishu if case.platform == "feishu" else settings.slack
+    section = getattr(settings, case.platform)
     prefix = case.platform.upper()
     return {
         f"{prefix}_RATE_PER_S": section.rate_per_s,
@@ -684,7 +849,8 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
     stop = asyncio.Event()
     delivering: asyncio.Task[None] | None = None
     try:
-        await app.start()  # migrations, then Slack's Socket Mode or Feishu's long connection to the fake
+        # migrations, then Slack's Socket Mode, Feishu's long connection or DingTalk's Stream to the fake
+        await app.start()
         if not await fake.request("ready", 10.0):
             raise BenchmarkError(f"Cadence did not connect to the {case.platform} fake")
         await import_org(url, org)
@@ -736,6 +902,8 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
         delivering = None
         report = await fake.request("report")
         outbox = await outbox_rows(app.db)
+        # DingTalk: the (userId, content) pair each outbox row should have become
+        expected_pairs = await dingtalk_pairs(app.db) if case.platform == "dingtalk" else None
     finally:
         stop.set()
         if delivering is not None:
@@ -749,7 +917,7 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
     # until the fake stored the last message (or, if not all came, until the benchmark gave up)
     seconds = (report["last_at"] if arrived and report["last_at"] else stopped_at) - started
     keys: Counter[str] = Counter(report["keys"])
-    checked = verify(case, outbox, keys, report.get("resent", {}))
+    checked = verify(case, outbox, keys, report.get("resent", {}), expected_pairs)
     record: dict[str, Any] = {
         "benchmark": "fanout",
         "platform": case.platform,
@@ -763,6 +931,7 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
         **({"duplicates_by_kind": checked["duplicates_by_kind"]} if case.platform == "feishu" else {}),
         "lost": checked["lost"],
         **({"late": checked["late"]} if checked["late"] else {}),
+        **(dingtalk_calls(report, len(keys)) if case.platform == "dingtalk" else {}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if case.limit_per_s is not None:
@@ -773,6 +942,9 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
             # Feishu answers its per-user limit with HTTP 400 code 230020, its "too many requests" for
             # one user (Cadence treats it as a rate limit): counted here with the app limit's 429s
             record["http_429"] = report["refused"]
+            record["http_429_by_limit"] = report["refused_by"]
+        elif case.platform == "dingtalk":
+            # DingTalk refuses over its per-API QPS with HTTP 403 Forbidden.AccessDenied.QpsLimitForApi
             record["http_429_by_limit"] = report["refused_by"]
         else:
             record["http_429_by_limit"] = report["refused_by"]
@@ -825,6 +997,28 @@ async def _run_case(case: Case, url: str, workdir: Path) -> dict[str, Any]:
     return record
 
 
+def dingtalk_calls(report: dict[str, Any], prompts: int) -> dict[str, Any]:
+    """DingTalk's API calls per prompt delivered, and what they were.
+
+    ``calls_per_prompt`` = every call the fake received except the token fetches and the Stream
+    connection's ticket (``DINGTALK_NOT_DELIVERY``), refused ones included, / the (person, prompt)
+    pairs delivered. Here those calls are batchSends: no card template, no directory reads.
+    """
+    calls, accepted = report["delivery_calls"], report["batch_accepted"]
+    return {
+        "calls_per_prompt": round(calls / prompts, 4) if prompts else None,
+        "api_calls": {
+            "delivery": calls,
+            "batch_send": report["batch_send_calls"],
+            "batch_send_accepted": accepted,
+            # userIds named per accepted batchSend (at most 20)
+            "user_ids_per_call": round(report["batch_user_ids"] / accepted, 2) if accepted else None,
+            "flow_controlled": report["flow_controlled"],
+            "invalid": report["invalid"],
+        },
+    }
+
+
 async def outbox_rows(db: Database) -> list[tuple[int, str, str, str]]:
     """(person, key, kind, status) of every outbox row."""
     async with db.engine.connect() as conn:
@@ -832,27 +1026,51 @@ async def outbox_rows(db: Database) -> list[tuple[int, str, str, str]]:
         return [(int(p), str(k), str(kind), str(s)) for p, k, kind, s in result.all()]
 
 
+async def dingtalk_pairs(db: Database) -> dict[str, str]:
+    """Outbox key -> the "userId:digest" pair its row is, on DingTalk: the person's DingTalk id and
+    ``content_digest`` of the markdown message the row renders to (no card template in the benchmark)."""
+    from bot.platforms.dingtalk_render import markdown
+    from conversations.messages import Message
+
+    query = text(
+        "select o.idempotency_key, o.payload, i.external_id from outbox o left join identity i"
+        " on i.person_id = o.person_id and i.platform = 'dingtalk'"
+    )
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    pairs = {}
+    for key, payload, user in rows:
+        message = Message.model_validate(json.loads(payload) if isinstance(payload, str) else payload)
+        pairs[str(key)] = f"{user or ''}:{content_digest('sampleMarkdown', markdown(message))}"
+    return pairs
+
+
 def verify(
     case: Case,
     outbox: list[tuple[int, str, str, str]],
     keys: Counter[str],
     resent: dict[str, int],
+    pairs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """lost: people without their opening message on the platform; duplicates: keys that got there twice.
 
     ``keys`` are what the fake stored, by the platform's key for an outbox key: Slack's message
-    metadata carries the outbox key itself, Feishu's ``uuid`` is ``message_uuid(key)``. ``resent``
-    (Feishu): uuids whose create call was answered more than once, the later times from Feishu's uuid
-    dedupe; each is an outbox row that reached the platform twice although the person sees it once.
+    metadata carries the outbox key itself, Feishu's ``uuid`` is ``message_uuid(key)``, DingTalk's
+    (batchSend has no key) the (userId, content) pair in ``pairs``. ``resent`` (Feishu): uuids whose
+    create call was answered more than once, the later times from Feishu's uuid dedupe; each is an
+    outbox row that reached the platform twice although the person sees it once.
     """
-    if case.platform == "feishu":
-        from bot.platforms.feishu import message_uuid  # not in the Slack case's process
 
-        platform_key: Callable[[str], str] = message_uuid
-    else:
+    def as_is(key: str) -> str:  # Slack: the metadata carries the outbox key
+        return key
 
-        def platform_key(key: str) -> str:
-            return key
+    platform_key: Callable[[str], str] = as_is
+    if pairs is not None:
+        platform_key = pairs.__getitem__
+    elif case.platform == "feishu":
+        from bot.platforms.feishu import message_uuid  # not in the other cases' processes
+
+        platform_key = message_uuid
 
     by_person: dict[int, list[tuple[str, str, str]]] = {}
     for person, key, kind, status in outbox:
@@ -940,7 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cases",
         nargs="+",
         choices=("unlimited", "limited"),
-        help="the cases (default: Slack both, Feishu limited)",
+        help="the cases (default: Slack both, Feishu limited, DingTalk unlimited)",
     )
     parser.add_argument(
         "--dbs", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"]
@@ -953,7 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
         "--limit-per-s",
         type=float,
         default=50.0,
-        help="the fake's overall limit: Slack's chat.postMessage, Feishu's per app (50)",
+        help="the fake's overall limit: Slack's chat.postMessage, Feishu's per app, DingTalk's batchSend "
+        "calls (50)",
     )
     parser.add_argument(
         "--per-channel-per-s", type=float, default=1.0, help="the Slack fake's per-channel limit (1)"
@@ -969,14 +1188,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cadence-rate-per-s",
         type=float,
-        help="limited case: SLACK_RATE_PER_S / FEISHU_RATE_PER_S (default: the setting's, Slack unset "
-        "and Feishu 50; 0: unset)",
+        help="limited case: SLACK_RATE_PER_S / FEISHU_RATE_PER_S / DINGTALK_RATE_PER_S (default: the "
+        "setting's, Slack and DingTalk unset, Feishu 50; 0: unset)",
     )
     parser.add_argument(
         "--cadence-per-recipient-per-s",
         type=float,
-        help="limited case: SLACK_PER_RECIPIENT_PER_S / FEISHU_PER_RECIPIENT_PER_S (default: the "
-        "setting's, Slack 1 and Feishu 5; 0: unset)",
+        help="limited case: <PLATFORM>_PER_RECIPIENT_PER_S (default: the setting's, Slack 1, Feishu 5, "
+        "DingTalk unset; 0: unset)",
     )
     parser.add_argument("--identities", choices=("known", "lookup"), default="known")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
@@ -991,22 +1210,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.case is None:
         if args.profile:
             parser.error(
-                "--profile needs one case: --platform slack|feishu --case unlimited|limited "
+                "--profile needs one case: --platform slack|feishu|dingtalk --case unlimited|limited "
                 "--db sqlite|postgresql"
             )
         return run_children(args, argv)
     if args.platform == "all":
-        parser.error("--case needs one platform: --platform slack|feishu")
+        parser.error("--case needs one platform: --platform slack|feishu|dingtalk")
+    if args.platform == "dingtalk" and args.identities == "lookup":
+        parser.error("--identities lookup: DingTalk has no lookup by email (the org file's dingtalk_id)")
     limited = args.case == "limited"
-    feishu = args.platform == "feishu"
-    defaults = FeishuSettings() if feishu else SlackSettings()
+    sections = {"slack": SlackSettings, "feishu": FeishuSettings, "dingtalk": DingtalkSettings}
+    defaults = sections[args.platform]()
+    # the fake's per-recipient limit: Slack's per channel, Feishu's per user; DingTalk's has no rate
+    per_recipient = {"slack": args.per_channel_per_s, "feishu": args.per_user_per_s}.get(args.platform)
     case = Case(
         platform=args.platform,
         mode=args.case,
         db=args.db or "sqlite",
         people=args.limited_people if limited else args.people,
         limit_per_s=args.limit_per_s if limited else None,
-        per_recipient_limit=(args.per_user_per_s if feishu else args.per_channel_per_s) if limited else None,
+        per_recipient_limit=per_recipient if limited else None,
         concurrency=args.concurrency,
         rate_per_s=rate_option(args.cadence_rate_per_s, defaults.rate_per_s) if limited else None,
         per_recipient_per_s=(

@@ -1,4 +1,4 @@
-"""``cadence doctor``: check each configured edge (database, Slack, Feishu) and say what to fix."""
+"""``cadence doctor``: check each configured edge (database, Slack, Feishu, DingTalk) and say what to fix."""
 
 from __future__ import annotations
 
@@ -13,6 +13,18 @@ from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.platforms.dingtalk import DingtalkPlatform
+from bot.platforms.dingtalk_api import DingtalkApi, DingtalkApiError
+from bot.platforms.dingtalk_directory import (
+    DEPARTMENT_SCOPES,
+    DEPARTMENTS_PATH,
+    EMAIL_SCOPES,
+    PAGE_SIZE,
+    PERMISSION_DENIED,
+    ROOT_DEPARTMENT,
+    USER_SCOPES,
+    USERS_PATH,
+)
 from bot.platforms.feishu_api import FeishuApi, FeishuApiError
 from bot.platforms.feishu_webhook import PATH as FEISHU_WEBHOOK_PATH
 from bot.platforms.slack import slack_error
@@ -34,6 +46,20 @@ FEISHU_PERMISSION_DENIED = frozenset({99991672, 99991679})
 FEISHU_NO_DEPT_AUTHORITY = 40004
 _SCOPE_LIST = re.compile(r"\[([^\]]*)\]")
 _FEISHU_MSG = re.compile(r"^Feishu error -?\d+: (.*) \(HTTP \d+, [A-Z]+ \S+\)$", re.DOTALL)
+# DingTalk's oapi refuses a call the app has no permission for with 60011 ("没有调用该接口的权限"), or
+# with 88 and the reason in a sub-code (``ding talk error[subcode=60011,submsg=…]``); 88 also wraps
+# other reasons (subcode 40014: a bad token), so 88 counts only with subcode 60011 or none
+DINGTALK_PERMISSION_DENIED = frozenset(str(code) for code in PERMISSION_DENIED)
+DINGTALK_NO_PERMISSION = "60011"
+DINGTALK_WRAPPED = "88"
+DINGTALK_NO_SUCH_USER = "60121"  # topapi/v2/user/get: the app may read users, this one does not exist
+USER_GET_PATH = "/topapi/v2/user/get"  # what the platform asks for a sender's email
+PROBE_USERID = "cadence-doctor-probe"  # looked up when the directory lists nobody
+MEMBER_SCOPES = ("qyapi_get_member",)  # 成员信息读权限: topapi/v2/user/get
+_DINGTALK_SUBCODE = re.compile(r"subcode=(-?\d+)")
+_DINGTALK_SCOPES = re.compile(r"\bqyapi_[A-Za-z0-9_]+")
+_DINGTALK_MSG = re.compile(r"^DingTalk error (\S+): (.*) \(HTTP \d+, [A-Z]+ \S+\)$", re.DOTALL)
+_DINGTALK_STREAM_REFUSED = "DingTalk refused the stream: "
 
 
 @dataclass(frozen=True)
@@ -293,6 +319,160 @@ async def _feishu_permissions(api: FeishuApi, locale: str) -> Finding:
     return Finding("FEISHU_APP_ID", True, t("doctor.feishu_permissions_ok", locale))
 
 
+def dingtalk_error(exc: DingtalkApiError) -> str:
+    """DingTalk's code and message (``invalidClientSecret 无效的clientSecret``), or what went wrong."""
+    match = _DINGTALK_MSG.match(str(exc))
+    if match:
+        return f"{match.group(1)} {match.group(2).strip()}".strip()
+    if exc.__cause__ is not None:
+        return _reason(exc.__cause__)
+    return str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _dingtalk_on_the_way(exc: DingtalkApiError) -> bool:
+    """Nothing (or nothing whole) came back: a refused connection, a timeout, a connection broken off."""
+    return not exc.reached or isinstance(exc.__cause__, httpx.HTTPError)
+
+
+async def check_dingtalk(settings: Settings, locale: str) -> list[Finding]:
+    """The app's client id and secret get a token, Stream mode may connect, the directory may be read;
+    without a card template, a warning that prompts go out as markdown."""
+    dingtalk = settings.dingtalk
+    # the platform's own API client and Stream ticket request: what `cadence run` does first
+    platform = DingtalkPlatform(dingtalk)
+    try:
+        try:
+            await platform.api.token()
+        except DingtalkApiError as exc:
+            # with no token nothing else can be checked
+            findings = [_dingtalk_token_refused(exc, dingtalk.api_url, locale)]
+        else:
+            values = {"client_id": dingtalk.client_id, "url": dingtalk.api_url, "robot": dingtalk.robot}
+            findings = [
+                Finding("DINGTALK_CLIENT_SECRET", True, t("doctor.dingtalk_ok", locale, **values)),
+                await _dingtalk_stream(platform, locale),
+                await _dingtalk_permissions(platform.api, locale),
+            ]
+    finally:
+        await platform.stop()
+    template = dingtalk.card_template_id.strip()
+    if template:
+        findings.append(
+            Finding("DINGTALK_CARD_TEMPLATE_ID", True, t("doctor.dingtalk_cards", locale, template=template))
+        )
+    else:
+        findings.append(
+            Finding("DINGTALK_CARD_TEMPLATE_ID", True, t("doctor.dingtalk_no_cards", locale), warning=True)
+        )
+    return findings
+
+
+def _dingtalk_token_refused(exc: DingtalkApiError, url: str, locale: str) -> Finding:
+    error = dingtalk_error(exc)
+    if _dingtalk_on_the_way(exc):
+        text = t("doctor.dingtalk_unreachable", locale, url=url, setting="DINGTALK_API_URL", error=error)
+        return Finding("DINGTALK_API_URL", False, text)
+    if not exc.code or exc.status >= 500 or exc.rate_limited:
+        # not a verdict on the credentials: something other than DingTalk answered, or DingTalk is busy
+        text = t("doctor.dingtalk_not_api", locale, url=url, setting="DINGTALK_API_URL", error=error)
+        return Finding("DINGTALK_API_URL", False, text)
+    # the new API names the wrong one (invalidClientId / invalidClientSecret); the text names both settings
+    lowered = exc.code.lower()
+    subject = (
+        "DINGTALK_CLIENT_ID" if "clientid" in lowered or "appkey" in lowered else "DINGTALK_CLIENT_SECRET"
+    )
+    return Finding(subject, False, t("doctor.dingtalk_credentials_bad", locale, error=error))
+
+
+async def _dingtalk_stream(platform: DingtalkPlatform, locale: str) -> Finding:
+    """What the platform asks first when it connects: a Stream ticket for the client id and secret."""
+    url = platform.settings.api_url
+    try:
+        # the platform's own request (it is not connected: this only asks for a ticket, used by no one)
+        await platform._open()
+    except DingtalkApiError as exc:
+        # "HTTP 401 {'code': 'authFailed', 'message': '鉴权失败', …}"
+        error = str(exc).removeprefix(_DINGTALK_STREAM_REFUSED)
+        return Finding(
+            "DINGTALK_API_URL", False, t("doctor.dingtalk_stream_failed", locale, url=url, error=error)
+        )
+    # an answer that is not JSON (ValueError), or JSON that is not an object (AttributeError)
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        error = _reason(exc)
+        return Finding(
+            "DINGTALK_API_URL", False, t("doctor.dingtalk_stream_failed", locale, url=url, error=error)
+        )
+    return Finding("DINGTALK_API_URL", True, t("doctor.dingtalk_stream_ok", locale))
+
+
+def _dingtalk_denied(exc: DingtalkApiError) -> bool:
+    """DingTalk said the app lacks the permission for this call."""
+    if exc.code == DINGTALK_WRAPPED:
+        sub = _DINGTALK_SUBCODE.search(str(exc))
+        return sub is None or sub.group(1) == DINGTALK_NO_PERMISSION
+    return exc.code in DINGTALK_PERMISSION_DENIED
+
+
+def _dingtalk_scopes(exc: DingtalkApiError, default: tuple[str, ...]) -> list[str]:
+    """The permissions DingTalk's refusal names (``应用尚未开通所需的权限：[qyapi_…]``), else ``default``."""
+    named = _DINGTALK_SCOPES.findall(str(exc))
+    return named or list(default)
+
+
+async def _dingtalk_permissions(api: DingtalkApi, locale: str) -> Finding:
+    """The directory calls Cadence makes answer, or the permissions to grant; no emails is a warning.
+
+    The org sync lists departments and their users; the platform reads a sender's email with
+    topapi/v2/user/get (a made-up userid when nobody is listed: "no such user" means it may read users).
+    """
+    missing: list[str] = []
+    listed: list[dict[str, Any]] = []
+    probes: tuple[tuple[str, dict[str, Any], tuple[str, ...]], ...] = (
+        (DEPARTMENTS_PATH, {"dept_id": ROOT_DEPARTMENT}, DEPARTMENT_SCOPES),
+        (USERS_PATH, {"dept_id": ROOT_DEPARTMENT, "cursor": 0, "size": PAGE_SIZE}, USER_SCOPES),
+        (USER_GET_PATH, {}, MEMBER_SCOPES),
+    )
+    for path, body, needs in probes:
+        if path == USER_GET_PATH:
+            userids = [str(user["userid"]) for user in listed if user.get("userid")]
+            body = {"userid": userids[0] if userids else PROBE_USERID}
+        try:
+            result = await api.oapi(path, json_body=body)
+        except DingtalkApiError as exc:
+            if _dingtalk_denied(exc):
+                missing.extend(_dingtalk_scopes(exc, needs))
+                continue
+            if path == USER_GET_PATH and exc.code == DINGTALK_NO_SUCH_USER:
+                continue
+            return _dingtalk_oapi_failed(exc, api.oapi_url, locale)
+        if path == USERS_PATH:
+            listed = [user for user in result.get("list") or [] if isinstance(user, dict)]
+    if missing:
+        scopes = ", ".join(dict.fromkeys(missing))
+        return Finding("DINGTALK_CLIENT_ID", False, t("doctor.dingtalk_scopes", locale, scopes=scopes))
+    if listed and not any(user.get("email") or user.get("org_email") for user in listed):
+        # DingTalk leaves the fields out when the app may not read them; one person without an email
+        # says nothing, nobody among the listed says the permission is missing
+        text = t("doctor.dingtalk_no_emails", locale, count=len(listed), scopes=", ".join(EMAIL_SCOPES))
+        return Finding("DINGTALK_CLIENT_ID", True, text, warning=True)
+    return Finding("DINGTALK_CLIENT_ID", True, t("doctor.dingtalk_permissions_ok", locale))
+
+
+def _dingtalk_oapi_failed(exc: DingtalkApiError, url: str, locale: str) -> Finding:
+    error = dingtalk_error(exc)
+    if _dingtalk_on_the_way(exc):
+        text = t("doctor.dingtalk_unreachable", locale, url=url, setting="DINGTALK_OAPI_URL", error=error)
+        return Finding("DINGTALK_OAPI_URL", False, text)
+    if not exc.code:
+        text = t("doctor.dingtalk_not_api", locale, url=url, setting="DINGTALK_OAPI_URL", error=error)
+        return Finding("DINGTALK_OAPI_URL", False, text)
+    return Finding("DINGTALK_CLIENT_ID", False, t("doctor.dingtalk_check_failed", locale, error=error))
+
+
 async def run_checks(settings: Settings) -> list[Finding]:
     """Every check that applies to these settings."""
     locale = settings.default_locale
@@ -301,6 +481,8 @@ async def run_checks(settings: Settings) -> list[Finding]:
         findings.extend(await check_slack(settings, locale))
     if settings.feishu.enabled:
         findings.extend(await check_feishu(settings, locale))
+    if settings.dingtalk.enabled:
+        findings.extend(await check_dingtalk(settings, locale))
     if not settings.enabled_platforms():
         findings.append(Finding("*_ENABLED", True, t("doctor.no_platform", locale)))
     return findings

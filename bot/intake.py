@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.platforms.base import IncomingEvent
 from storage import assignments, journal, outbox, people
 from storage.assignments import ConversationRow
+from storage.clock import utcnow
 from storage.people import PersonRow
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ class _Waiting:
     payload: dict[str, Any]
     done: asyncio.Future[bool]
     acknowledge: Acknowledge | None
+    arrived: datetime  # when this process got it: a mark made later is the platform's newer word
     journal_id: int | None = None
 
 
@@ -66,7 +69,8 @@ class Intake:
         self, event: IncomingEvent, payload: dict[str, Any], acknowledge: Acknowledge | None
     ) -> bool:
         """Journal and process ``event``; False when it is a re-delivery of one already seen."""
-        waiting = _Waiting(event, payload, asyncio.get_running_loop().create_future(), acknowledge)
+        future = asyncio.get_running_loop().create_future()
+        waiting = _Waiting(event, payload, future, acknowledge, utcnow())
         self._arrived.append(waiting)
         if self._journal_task is None or self._journal_task.done():
             self._journal_task = asyncio.create_task(self._stage(self._arrived, self._journal_stage))
@@ -110,7 +114,8 @@ class Intake:
             )
             for waiting in live:
                 assert waiting.journal_id is not None
-                await self.router.process(waiting.journal_id, IncomingEvent.from_payload(waiting.payload))
+                event = IncomingEvent.from_payload(waiting.payload)
+                await self.router.process(waiting.journal_id, event, arrived=waiting.arrived)
         for waiting in live:
             waiting.done.set_result(True)
 
@@ -158,14 +163,19 @@ class Intake:
             events = [IncomingEvent.from_payload(w.payload) for w in live]
             known = await self._read_ahead(session, events)
             rows = []
+            writers: dict[_User, tuple[IncomingEvent, datetime | None]] = {}
             for waiting, event in zip(live, events, strict=True):
                 if waiting.journal_id not in claimed:
                     continue  # another process got to it first
                 # what was read ahead holds for a person's first event; their next ones read again
                 ahead = known.pop(_user(event), None)
+                if ahead is not None and ahead.person is not None:
+                    # someone nobody knows has no identity, so no mark: no statement for them
+                    writers[_user(event)] = (event, waiting.arrived)
                 out = await self.router.handle(session, waiting.journal_id or 0, event, ahead)
                 rows.extend(self.router.outbox_rows(out, platform=event.platform))
             await outbox.enqueue(session, rows=rows)
+            await clear_marks(session, writers.values())
 
     async def _read_ahead(self, session: AsyncSession, events: list[IncomingEvent]) -> dict[_User, Known]:
         """Each event's person and conversation in progress, in two queries for the whole batch."""
@@ -177,6 +187,40 @@ class Intake:
             person = found.get(_user(event))
             known[_user(event)] = Known(person, convs.get(person.id) if person else None)
         return known
+
+
+async def clear_marks(
+    session: AsyncSession, writers: Iterable[tuple[IncomingEvent, datetime | None]]
+) -> None:
+    """Whoever wrote can be messaged: clear their unreachable marks, in the caller's transaction.
+
+    ``writers``: an event of each person who wrote, and when it arrived (None: not known, as for a
+    replay; the mark is cleared whenever it was made). It is one UPDATE per platform and tenant,
+    usually one a batch, in the transaction that handles the events anyway; it changes no row unless
+    someone was marked, which is rare, so it costs the common case no write. It runs last, so this
+    transaction takes identity rows after outbox rows, in the order delivery does (no deadlock).
+    """
+    by_platform: dict[tuple[str, str], list[tuple[str, datetime | None]]] = {}
+    for event, arrived in writers:
+        by_platform.setdefault((event.platform, event.tenant), []).append((event.user_id, arrived))
+    for (platform, tenant), found in by_platform.items():
+        user_ids = [user_id for user_id, _ in found]
+        times = [arrived for _, arrived in found if arrived is not None]
+        # a mark made after the earliest of these events arrived may be the platform's newer word
+        # (another process's failed send): it stays, and their next event or a message that
+        # reaches them clears it
+        earliest = min(times) if len(times) == len(found) else None
+        cleared = await people.clear_unreachable(
+            session, platform=platform, tenant=tenant, external_ids=user_ids, marked_before=earliest
+        )
+        if cleared:
+            log.info(
+                "%s%s: %d of these users who wrote had been marked unreachable and are reachable again: %s",
+                platform,
+                f" ({tenant})" if tenant else "",
+                cleared,
+                ", ".join(sorted(set(user_ids))),
+            )
 
 
 _User = tuple[str, str, str, str]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.intake import Acknowledge, Intake, Known
+from bot.intake import Acknowledge, Intake, Known, clear_marks
 from bot.platforms.base import IncomingEvent
 from conversations.command_parser import looks_like_command
 from conversations.commands import CommandContext, run_command
@@ -60,8 +61,13 @@ class Router:
                 await self.process(journal_id, IncomingEvent.from_payload(payload))
             replayed, last_id = replayed + len(pending), pending[-1][0]
 
-    async def process(self, journal_id: int, event: IncomingEvent) -> None:
-        """Run one journaled event; a failure is recorded and answered, never swallowed."""
+    async def process(
+        self, journal_id: int, event: IncomingEvent, *, arrived: datetime | None = None
+    ) -> None:
+        """Run one journaled event; a failure is recorded and answered, never swallowed.
+
+        ``arrived``: when the event reached this process, if known (see ``clear_marks``).
+        """
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self.db.sessions() as session, session.begin():
@@ -71,6 +77,9 @@ class Router:
                         return
                     out = await self.handle(session, journal_id, event)
                     await outbox.enqueue(session, rows=outbox_rows(out, platform=event.platform))
+                    # one event alone (a replay, or a batch that failed): the statement is no
+                    # burden here, and whoever wrote is reachable
+                    await clear_marks(session, [(event, arrived)])
                 return
             except (StaleStateError, IntegrityError) as exc:
                 # another process moved this conversation, or started one for the same person (the
@@ -78,11 +87,13 @@ class Router:
                 log.info("conversation moved under event %s (attempt %d): %s", event.event_id, attempt, exc)
             except Exception as exc:
                 log.exception("event %s failed", event.event_id)
-                await self._record_failure(journal_id, event, exc)
+                await self._record_failure(journal_id, event, exc, arrived)
                 return
-        await self._record_failure(journal_id, event, RuntimeError("conversation kept changing"))
+        await self._record_failure(journal_id, event, RuntimeError("conversation kept changing"), arrived)
 
-    async def _record_failure(self, journal_id: int, event: IncomingEvent, exc: Exception) -> None:
+    async def _record_failure(
+        self, journal_id: int, event: IncomingEvent, exc: Exception, arrived: datetime | None
+    ) -> None:
         async with self.db.sessions() as session, session.begin():
             person = await self._person(session, event)
             locale = person.locale if person else self.default_locale
@@ -93,6 +104,8 @@ class Router:
             )
             await outbox.enqueue(session, rows=outbox_rows([row], platform=event.platform))
             await journal.mark_failed(session, journal_id=journal_id, error=f"{type(exc).__name__}: {exc}")
+            if person is not None:
+                await clear_marks(session, [(event, arrived)])  # what they wrote failed, but they wrote
 
     async def _person(self, session: AsyncSession, event: IncomingEvent) -> PersonContext | None:
         person = await people.resolve(

@@ -1,9 +1,9 @@
-"""``cadence doctor`` as an operator runs it: the database, Slack and Feishu checked, and what to fix
-said plainly.
+"""``cadence doctor`` as an operator runs it: the database, Slack, Feishu and DingTalk checked, and
+what to fix said plainly.
 
 The real ``slack_sdk`` talks to the Slack fake over a real socket. The command runs ``asyncio.run``
-itself, so the fake serves from an event loop of its own on a background thread (the Feishu fake
-always does).
+itself, so the fake serves from an event loop of its own on a background thread (the Feishu and
+DingTalk fakes always do).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from bot.settings import FeishuSettings, Settings, SlackSettings
 from conversations.i18n import t
 from storage.migrate import revisions
 from tests.cli_env import isolate
+from tests.fakes.dingtalk import DingTalkFake
 from tests.fakes.feishu import FeishuFake
 from tests.fakes.slack import DEFAULT_SCOPES, SlackFake
 from tests.harness import test_settings as settings_for
@@ -664,3 +665,280 @@ def test_a_warning_is_marked_apart_from_ticks_and_crosses() -> None:
         ]
     )
     assert text.splitlines() == ["✓ A: fine", "✗ B: broken", "⚠ C: works, but"]
+
+
+# ---- DingTalk ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dingtalk() -> Iterator[Callable[..., DingTalkFake]]:
+    """Start a DingTalk fake (it serves from its own thread); every one started is stopped afterwards.
+
+    It lists two people with emails in the top department unless told ``people=False``.
+    """
+    started: list[DingTalkFake] = []
+
+    def start(*, people: bool = True, **options: Any) -> DingTalkFake:
+        fake = DingTalkFake(**options)
+        asyncio.run(fake.start())
+        started.append(fake)
+        if people:
+            fake.add_user("u-emma", name="Emma Smith", email="emma.smith@example.com")
+            fake.add_user("u-lilei", name="李雷", org_email="li.lei@example.com")
+        return fake
+
+    yield start
+    for fake in started:
+        asyncio.run(fake.stop())
+
+
+CARD_TEMPLATE = "d3b8c0a1-5e2f-4c7a-9b61-cadence.schema"
+
+
+def dingtalk_env(fake: DingTalkFake | None = None, **overrides: str) -> dict[str, str]:
+    """The environment of a Stream-mode install with a card template, pointed at ``fake``."""
+    env = {
+        "DINGTALK_ENABLED": "true",
+        "DINGTALK_CLIENT_ID": fake.client_id if fake is not None else "dingx7kq2m9vbz4wt3ra",
+        "DINGTALK_CLIENT_SECRET": fake.client_secret
+        if fake is not None
+        else "Rk8vQ2xZ7mN4pL9wT3yH6jB1cF5gD0sA",
+        "DINGTALK_API_URL": fake.url if fake is not None else "",
+        "DINGTALK_OAPI_URL": fake.url if fake is not None else "",
+        "DINGTALK_CARD_TEMPLATE_ID": CARD_TEMPLATE,
+    }
+    env.update(overrides)
+    return env
+
+
+DINGTALK_CHECKS = {
+    "DATABASE_URL",
+    "SCHEDULER_FILE",
+    "DINGTALK_CLIENT_SECRET",
+    "DINGTALK_API_URL",
+    "DINGTALK_CLIENT_ID",
+    "DINGTALK_CARD_TEMPLATE_ID",
+}
+WRONG_DINGTALK_SECRET = "Zq4Wc7Lp1Xv9Nb3Tr6Hy2Md8Fs5Kj0Ga"
+
+
+def test_dingtalk_configured_right_is_all_ticks(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk()
+
+    result = doctor(sqlite_db, **dingtalk_env(fake))
+
+    assert result.exit_code == 0, result.output
+    found = lines(result)
+    assert set(found) == DINGTALK_CHECKS, result.output
+    assert all(line.startswith("✓") for line in found.values()), result.output
+    # DINGTALK_ROBOT_CODE is empty: the robot is the app's own (its code is the client id)
+    assert found["DINGTALK_CLIENT_SECRET"] == "✓ " + t(
+        "doctor.dingtalk_ok", "en", client_id=fake.client_id, url=fake.url, robot=fake.client_id
+    )
+    assert found["DINGTALK_API_URL"] == "✓ " + t("doctor.dingtalk_stream_ok", "en")
+    assert "Stream 模式" in found["DINGTALK_API_URL"]
+    assert found["DINGTALK_CLIENT_ID"] == "✓ " + t("doctor.dingtalk_permissions_ok", "en")
+    assert found["DINGTALK_CARD_TEMPLATE_ID"] == "✓ " + t(
+        "doctor.dingtalk_cards", "en", template=CARD_TEMPLATE
+    )
+    # what DingTalk saw: the token asked for with the app's credentials; a Stream ticket asked for as
+    # the platform asks for it; the directory probes with that token
+    (token,) = fake.calls_to("/v1.0/oauth2/accessToken")
+    assert token.body == {"appKey": fake.client_id, "appSecret": fake.client_secret}
+    (opened,) = fake.open_requests
+    assert opened["clientId"] == fake.client_id
+    assert {(s["type"], s["topic"]) for s in opened["subscriptions"]} == {
+        ("CALLBACK", "/v1.0/im/bot/messages/get"),
+        ("CALLBACK", "/v1.0/card/instances/callback"),
+    }
+    probes = [fake.calls_to(path) for path in ("/department/listsub", "/user/list", "/user/get")]
+    assert [len(calls) for calls in probes] == [1, 1, 1]
+    tokens = {calls[0].query.get("access_token") for calls in probes}
+    assert len(tokens) == 1 and None not in tokens  # one token, the new API's, also for oapi
+    assert probes[2][0].body == {"userid": "u-emma"}  # someone the listing showed
+    assert fake.connections_opened == 0  # doctor asks for a ticket, it does not connect
+    assert fake.batch_sends == []  # and sends nobody anything
+
+
+def test_dingtalk_is_checked_in_chinese_too(sqlite_db: str, dingtalk: Callable[..., DingTalkFake]) -> None:
+    fake = dingtalk()
+
+    result = doctor(sqlite_db, locale="zh-CN", **dingtalk_env(fake, DINGTALK_ROBOT_CODE="ding-robot-7"))
+
+    assert result.exit_code == 0, result.output
+    found = lines(result)
+    assert found["DINGTALK_CLIENT_SECRET"] == "✓ " + t(
+        "doctor.dingtalk_ok", "zh-CN", client_id=fake.client_id, url=fake.url, robot="ding-robot-7"
+    )
+    assert found["DINGTALK_API_URL"] == "✓ " + t("doctor.dingtalk_stream_ok", "zh-CN")
+    assert found["DINGTALK_CLIENT_ID"] == "✓ " + t("doctor.dingtalk_permissions_ok", "zh-CN")
+    assert "互动卡片" in found["DINGTALK_CARD_TEMPLATE_ID"]
+
+
+def test_a_wrong_dingtalk_client_secret_is_named_with_dingtalks_error(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk()
+
+    result = doctor(sqlite_db, **dingtalk_env(fake, DINGTALK_CLIENT_SECRET=WRONG_DINGTALK_SECRET))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["DINGTALK_CLIENT_SECRET"] == "✗ " + t(
+        "doctor.dingtalk_credentials_bad", "en", error="invalidClientSecret 无效的clientSecret"
+    )
+    detail = found["DINGTALK_CLIENT_SECRET"]
+    assert "DINGTALK_CLIENT_SECRET" in detail and "凭证与基础信息" in detail  # what to copy, and from where
+    # without a token nothing else is asked of DingTalk; the card template is still looked at
+    assert set(found) == {
+        "DATABASE_URL",
+        "SCHEDULER_FILE",
+        "DINGTALK_CLIENT_SECRET",
+        "DINGTALK_CARD_TEMPLATE_ID",
+    }
+    assert fake.open_requests == []
+    assert [c.path for c in fake.calls if c.path.startswith("/topapi/")] == []
+    assert "Traceback" not in result.output
+
+
+def test_a_wrong_dingtalk_client_id_is_named_as_the_client_id(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk()
+
+    result = doctor(
+        sqlite_db, locale="zh-CN", **dingtalk_env(fake, DINGTALK_CLIENT_ID="dingx0000000000000000")
+    )
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["DINGTALK_CLIENT_ID"] == "✗ " + t(
+        "doctor.dingtalk_credentials_bad", "zh-CN", error="invalidClientId 无效的clientId"
+    )
+    assert "DINGTALK_CLIENT_SECRET" not in found
+
+
+def test_missing_dingtalk_permissions_are_named(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk()
+    # 60011 names no permission: the one the call needs is said; 88 with subcode 60011 names it
+    fake.fail("/topapi/v2/department/listsub", code=60011, message="没有调用该接口的权限")
+    fake.fail(
+        "/topapi/v2/user/list",
+        code=88,
+        message="ding talk error[subcode=60011,submsg=应用尚未开通所需的权限：[qyapi_get_department_member]]",
+    )
+
+    result = doctor(sqlite_db, **dingtalk_env(fake))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["DINGTALK_CLIENT_ID"] == "✗ " + t(
+        "doctor.dingtalk_scopes", "en", scopes="qyapi_get_department_list, qyapi_get_department_member"
+    )
+    assert "publish a new version" in found["DINGTALK_CLIENT_ID"]  # a permission takes effect with one
+    # one run shows everything there is to fix: the rest was still checked
+    assert found["DINGTALK_CLIENT_SECRET"].startswith("✓")
+    assert found["DINGTALK_API_URL"].startswith("✓")
+
+
+def test_a_sender_lookup_without_its_permission_is_named(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk(people=False)  # nobody listed: a made-up userid is looked up
+    fake.fail("/topapi/v2/user/get", code=60011, message="没有调用该接口的权限")
+
+    result = doctor(sqlite_db, locale="zh-CN", **dingtalk_env(fake))
+
+    assert result.exit_code == 1, result.output
+    assert lines(result)["DINGTALK_CLIENT_ID"] == "✗ " + t(
+        "doctor.dingtalk_scopes", "zh-CN", scopes="qyapi_get_member"
+    )
+    (lookup,) = fake.calls_to("/user/get")
+    assert lookup.body == {"userid": "cadence-doctor-probe"}
+
+
+def test_a_directory_without_emails_is_a_warning(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk(people=False)
+    # what DingTalk lists when the app may not read emails: the fields left out
+    fake.add_user("u-emma", name="Emma Smith")
+    fake.add_user("u-lilei", name="李雷")
+
+    result = doctor(sqlite_db, **dingtalk_env(fake))
+
+    assert result.exit_code == 0, result.output
+    detail = lines(result)["DINGTALK_CLIENT_ID"]
+    assert detail == "⚠ " + t("doctor.dingtalk_no_emails", "en", count=2, scopes="邮箱等个人信息")
+
+
+def test_without_a_card_template_dingtalk_warns_of_markdown(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk()
+
+    result = doctor(sqlite_db, **dingtalk_env(fake, DINGTALK_CARD_TEMPLATE_ID=""))
+
+    assert result.exit_code == 0, result.output  # it works: a warning is not a failure
+    found = lines(result)
+    assert set(found) == DINGTALK_CHECKS, result.output
+    detail = found["DINGTALK_CARD_TEMPLATE_ID"]
+    assert detail == "⚠ " + t("doctor.dingtalk_no_cards", "en")
+    assert "markdown messages with numbered choices" in detail
+    assert "title, markdown, hint, status and buttons" in detail  # what the template must offer
+    assert all(found[s].startswith("✓") for s in DINGTALK_CHECKS - {"DINGTALK_CARD_TEMPLATE_ID"})
+
+
+def test_without_a_card_template_the_warning_is_in_chinese_too(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    result = doctor(sqlite_db, locale="zh-CN", **dingtalk_env(dingtalk(), DINGTALK_CARD_TEMPLATE_ID=""))
+
+    assert result.exit_code == 0, result.output
+    assert lines(result)["DINGTALK_CARD_TEMPLATE_ID"] == "⚠ " + t("doctor.dingtalk_no_cards", "zh-CN")
+
+
+def test_a_refused_stream_connection_is_named(sqlite_db: str, dingtalk: Callable[..., DingTalkFake]) -> None:
+    fake = dingtalk()
+    fake.fail("/v1.0/gateway/connections/open", code="authFailed", status=401, message="鉴权失败")
+
+    result = doctor(sqlite_db, **dingtalk_env(fake))
+
+    assert result.exit_code == 1, result.output
+    detail = lines(result)["DINGTALK_API_URL"]
+    assert detail.startswith(f"✗ asking {fake.url} for a Stream mode connection failed (HTTP 401 ")
+    assert "authFailed" in detail and "鉴权失败" in detail
+    assert "/v1.0/gateway/connections/open" in detail
+    assert lines(result)["DINGTALK_CLIENT_ID"].startswith("✓")
+
+
+def test_an_unreachable_dingtalk_api_url_is_named(sqlite_db: str) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+
+    result = doctor(sqlite_db, **dingtalk_env(None, DINGTALK_API_URL=url, DINGTALK_OAPI_URL=url))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert set(found) == {"DATABASE_URL", "SCHEDULER_FILE", "DINGTALK_API_URL", "DINGTALK_CARD_TEMPLATE_ID"}
+    assert found["DINGTALK_API_URL"].startswith(f"✗ cannot reach DingTalk at {url} (")
+    assert "Check DINGTALK_API_URL" in found["DINGTALK_API_URL"]
+    assert "Traceback" not in result.output
+
+
+def test_an_unreachable_dingtalk_oapi_url_is_named(
+    sqlite_db: str, dingtalk: Callable[..., DingTalkFake]
+) -> None:
+    fake = dingtalk()
+    url = f"http://127.0.0.1:{closed_port()}"
+
+    result = doctor(sqlite_db, **dingtalk_env(fake, DINGTALK_OAPI_URL=url))
+
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["DINGTALK_OAPI_URL"].startswith(f"✗ cannot reach DingTalk at {url} (")
+    assert "Check DINGTALK_OAPI_URL" in found["DINGTALK_OAPI_URL"]
+    assert found["DINGTALK_API_URL"].startswith("✓")  # the new API and the stream are fine

@@ -1,14 +1,18 @@
 """People a platform cannot message, and a platform's used-up API quota: what delivery stores (the row's
-reason, the identity's unreachable mark, cleared by the next message that reaches them), that nothing
-loops, and what HR and managers read in ``cycle status``, in both languages, on both databases."""
+reason, the identity's unreachable mark, cleared by the next message that reaches them or by the person
+writing to the bot), that nothing loops, and what HR and managers read in ``cycle status``, in both
+languages, on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 from sqlmodel import col, select
@@ -20,7 +24,7 @@ from bot.platforms.console import ConsolePlatform
 from conversations.i18n import LOCALES, t
 from conversations.messages import Message
 from conversations.org_service import import_org_file
-from storage import cycles, outbox, people
+from storage import cycles, journal, outbox, people
 from storage.clock import set_clock
 from storage.models import Identity, Outbox
 from tests.harness import CANNED, HR, LILEI, MANAGER, SAMPLE_ORG, WEEKLY, Clock
@@ -76,8 +80,15 @@ class DingtalkFake(Platform):
         self.calls.append(Call(recipient, key, message))
 
     async def say(self, user_id: str, said: str) -> None:
+        await self.event(user_id, "text", said)
+
+    async def event(self, user_id: str, kind: Literal["text", "action"], said: str) -> None:
+        """``user_id`` types ``said`` (kind "text") or clicks a button whose value is ``said`` ("action")."""
         assert self._on_event is not None
-        await self._on_event(IncomingEvent("dingtalk", uuid.uuid4().hex, user_id, "text", text=said))
+        text, action = (said, "") if kind == "text" else ("", said)
+        await self._on_event(
+            IncomingEvent("dingtalk", uuid.uuid4().hex, user_id, kind, text=text, action=action)
+        )
 
     def to(self, recipient: str) -> list[Call]:
         return [c for c in self.calls if c.recipient == recipient]
@@ -313,6 +324,84 @@ async def test_a_failure_after_a_message_reached_someone_keeps_the_mark(rig: Rig
         assert (at, reason) == (
             (rig.clock.now, f"invalidStaffIdList: {ZHANG_WEI}") if marked else (None, None)
         )
+
+
+# ---- the person writes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [("text", FIRST_ANSWER), ("text", "help"), ("action", "a button of a card long gone")],
+    ids=["answer", "command", "button"],
+)
+async def test_a_marked_person_who_writes_is_reachable_again(
+    rig: Rig, kind: Literal["text", "action"], said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _start_cycle(rig)
+    assert _field(await rig.status(HR), "无法通过钉钉联系").startswith("张伟。")
+
+    # someone added 张伟 to the app's availability range, and he writes to the bot; the quota is still
+    # used up, so no message reaches him: what clears his mark is that he wrote
+    rig.dingtalk.unreachable = set()
+    rig.clock.advance(minutes=5)
+    tried = len(rig.dingtalk.tries())
+    with caplog.at_level(logging.INFO, logger="bot.intake"):
+        await rig.dingtalk.event(ZHANG_WEI, kind, said)
+    await rig.drain()
+    assert len(rig.dingtalk.tries()) == tried
+
+    assert await rig.identity(ZHANG_WEI) == (True, None, None)
+    assert any(ZHANG_WEI in r.getMessage() and "reachable again" in r.getMessage() for r in caplog.records)
+    shown = await rig.status(HR)
+    assert t("status.unreachable_on", "zh-CN", platform="钉钉") not in shown
+    # what was given up on stays given up on: HR still reads that, and why
+    assert _field(shown, "1 条消息未能通过钉钉送达").startswith("钉钉表示无法给此人发消息。")
+
+
+async def test_others_writing_leave_a_mark_alone(rig: Rig) -> None:
+    await _start_cycle(rig)
+    marked = await rig.identity(ZHANG_WEI)
+    rig.clock.advance(minutes=5)
+
+    # 周强 (never marked) and someone nobody knows write at once: one batch, nothing to clear
+    await asyncio.gather(rig.dingtalk.say(ZHOU_QIANG, FIRST_ANSWER), rig.dingtalk.say("04999", "你好"))
+    await rig.drain()
+
+    assert await rig.identity(ZHANG_WEI) == marked
+    assert await rig.identity(ZHOU_QIANG) == (True, None, None)
+    assert _field(await rig.status(HR), "无法通过钉钉联系").startswith("张伟。")
+
+
+async def test_in_a_batch_only_the_marked_writer_is_cleared(rig: Rig) -> None:
+    await _start_cycle(rig)
+    rig.dingtalk.unreachable = set()
+    rig.clock.advance(minutes=5)
+
+    await asyncio.gather(rig.dingtalk.say(ZHOU_QIANG, FIRST_ANSWER), rig.dingtalk.say(ZHANG_WEI, "help"))
+    await rig.drain()
+
+    assert await rig.identity(ZHANG_WEI) == (True, None, None)
+    assert await rig.identity(ZHOU_QIANG) == (True, None, None)
+    assert t("status.unreachable_on", "zh-CN", platform="钉钉") not in await rig.status(HR)
+
+
+async def test_a_mark_made_after_the_person_wrote_stays(rig: Rig) -> None:
+    """An event handled late (on its own, after its batch failed) does not undo the platform's newer word."""
+    arrived = rig.clock.now
+    rig.clock.advance(minutes=1)
+    for when, cleared in ((arrived, False), (rig.clock.now, True)):
+        event = IncomingEvent("dingtalk", uuid.uuid4().hex, ZHANG_WEI, "text", text="help")
+        async with rig.app.db.sessions() as session, session.begin():
+            await people.mark_unreachable(session, platform="dingtalk", external_id=ZHANG_WEI, reason="late")
+            journal_id = await journal.record(
+                session, platform="dingtalk", event_id=event.event_id, payload=event.to_payload(max_chars=100)
+            )
+        assert journal_id is not None
+
+        await rig.app.router.process(journal_id, event, arrived=when)
+
+        expected = (True, None, None) if cleared else (False, rig.clock.now, "late")
+        assert await rig.identity(ZHANG_WEI) == expected, when
 
 
 # ---- what HR and managers read -------------------------------------------------------------------

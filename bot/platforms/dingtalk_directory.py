@@ -269,12 +269,19 @@ def _error(
         return DirectoryError("rate_limited", platform=PLATFORM, call=call, code=code, msg=msg, tries=tries)
     if code in QUOTA_EXHAUSTED:
         return DirectoryError("quota_exhausted", platform=PLATFORM, call=call, code=code, msg=msg)
-    if code in PERMISSION_DENIED or sub_code in PERMISSION_DENIED:
+    if _permission_denied(code, sub_code):
         named = _named_scopes(msg, _text(answer.get("sub_msg")))
         return DirectoryError(
             "permission", platform=PLATFORM, call=call, code=code, msg=msg, scopes=named or scopes
         )
     return DirectoryError("api", platform=PLATFORM, call=call, code=code, msg=msg)
+
+
+def _permission_denied(code: int, sub_code: int | None) -> bool:
+    # 88 only carries its reason in sub_code: 88 with 40014 is a refused token, not a permission
+    if code == 88 and sub_code is not None:
+        return sub_code in PERMISSION_DENIED
+    return code in PERMISSION_DENIED or sub_code in PERMISSION_DENIED
 
 
 def _named_scopes(*texts: str) -> tuple[str, ...]:
