@@ -40,7 +40,14 @@ class _Section(BaseModel):
     enabled: bool = False
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
-    @field_validator("rate_per_s", "per_recipient_per_s", mode="before", check_fields=False)
+    @field_validator(
+        "rate_per_s",
+        "per_recipient_per_s",
+        "tasks_rate_per_s",
+        "todos_rate_per_s",
+        mode="before",
+        check_fields=False,
+    )
     @classmethod
     def _blank_is_no_limit(cls, value: object) -> object:
         # `SLACK_RATE_PER_S=` in a .env file means "no cap", not an unreadable number
@@ -103,6 +110,12 @@ class FeishuSettings(_Section):
     rate_per_s: float | None = 50.0
     per_recipient_per_s: float | None = 5.0
     secret_fields = ("app_id", "app_secret")
+    # Feishu tasks as a task source (FEISHU_TASKS_ENABLED=true): the app's tasklists, and the tasks of
+    # each person who authorised Cadence (``connect tasks`` in chat)
+    tasks_enabled: bool = False
+    tasks_interval_minutes: float = Field(default=30.0, ge=1.0)
+    # Feishu's task detail call allows 10/s; the connector paces that call on its own
+    tasks_rate_per_s: float | None = None
 
     def missing_secrets(self) -> list[str]:
         """As for every platform, plus: webhook mode needs the verification token to check requests."""
@@ -110,6 +123,14 @@ class FeishuSettings(_Section):
         if self.connection == "webhook" and is_placeholder(self.verification_token):
             missing.append("verification_token")
         return missing
+
+    @model_validator(mode="after")
+    def _tasks_need_the_app(self) -> Self:
+        if self.tasks_enabled and not self.enabled:
+            bad = [f"FEISHU_{n.upper()}" for n in self.secret_fields if is_placeholder(getattr(self, n))]
+            if bad:
+                raise ValueError(f"FEISHU_TASKS_ENABLED needs {', '.join(bad)}")
+        return self
 
     @field_validator("domain")
     @classmethod
@@ -146,6 +167,21 @@ class DingtalkSettings(_Section):
     rate_per_s: float | None = None
     per_recipient_per_s: float | None = None
     secret_fields = ("client_id", "client_secret")
+    # org sync's managers: "leaders" derives them from department 主管 (no extra calls); "direct" reads
+    # each person's 直属主管 with one topapi/v2/user/get call per person (DINGTALK_ORG_MANAGERS)
+    org_managers: Literal["leaders", "direct"] = "leaders"
+    # DingTalk todos as a task source (DINGTALK_TODOS_ENABLED=true), read per person by unionId
+    todos_enabled: bool = False
+    todos_interval_minutes: float = Field(default=30.0, ge=1.0)
+    todos_rate_per_s: float | None = None
+
+    @model_validator(mode="after")
+    def _todos_need_the_app(self) -> Self:
+        if self.todos_enabled and not self.enabled:
+            bad = [f"DINGTALK_{n.upper()}" for n in self.secret_fields if is_placeholder(getattr(self, n))]
+            if bad:
+                raise ValueError(f"DINGTALK_TODOS_ENABLED needs {', '.join(bad)}")
+        return self
 
     @property
     def robot(self) -> str:
@@ -162,12 +198,39 @@ class DingtalkSettings(_Section):
 
 
 class JiraSettings(_Section):
-    """Jira Cloud or Data Center as a task source."""
+    """Jira Cloud (email + API token, or an OAuth bearer token) or Data Center (a personal access token)."""
 
     base_url: str = ""
+    deployment: Literal["cloud", "datacenter"] = "cloud"
     email: str = ""
     api_token: str = ""
-    secret_fields = ("base_url", "api_token")
+    # an OAuth 2.0 access token on Cloud (then base_url is https://api.atlassian.com/ex/jira/<cloudid>),
+    # a personal access token on Data Center
+    bearer_token: str = ""
+    # which issues to read, e.g. ``project in (PAY, CORE)``; empty reads every issue the account sees
+    jql: str = ""
+    interval_minutes: float = Field(default=30.0, ge=1.0)
+    # Jira Cloud's API-token traffic has burst limits only; its 429s say when to wait
+    rate_per_s: float | None = None
+    secret_fields = ("base_url",)
+
+    def missing_secrets(self) -> list[str]:
+        """The site, plus either an email and API token or a bearer token."""
+        missing = super().missing_secrets()
+        if is_placeholder(self.bearer_token):
+            if self.deployment == "datacenter":
+                missing.append("bearer_token")
+            else:
+                missing += [n for n in ("email", "api_token") if is_placeholder(getattr(self, n))]
+        return missing
+
+    @field_validator("base_url")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"JIRA_BASE_URL must look like https://acme.atlassian.net (got {value!r})")
+        return value.rstrip("/")
 
 
 class QuietSettings(BaseModel):
@@ -222,6 +285,9 @@ class Settings(BaseSettings):
     delivery_lease_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # where people's browsers reach `cadence run`'s HTTP port (for the Feishu task authorisation
+    # link's callback), e.g. https://cadence.example.com; empty: http://HTTP_HOST:HTTP_PORT
+    public_url: str = ""
     quiet: QuietSettings = QuietSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     slack: SlackSettings = SlackSettings()
@@ -237,6 +303,19 @@ class Settings(BaseSettings):
         except (DatabaseUrlError, ValueError) as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    def enabled_task_sources(self) -> list[str]:
+        """Task sources switched on: ``jira``, ``feishu_task``, ``dingtalk_todo``."""
+        switched = {
+            "jira": self.jira.enabled,
+            "feishu_task": self.feishu.tasks_enabled,
+            "dingtalk_todo": self.dingtalk.todos_enabled,
+        }
+        return [name for name, on in switched.items() if on]
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url.strip() or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     def enabled_platforms(self) -> list[str]:
         """Chat platforms switched on, in a fixed order."""

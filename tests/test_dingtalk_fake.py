@@ -569,12 +569,16 @@ async def test_department_tree_and_user_pages(fake: DingTalkFake) -> None:
             "job_number": "",
             "avatar": "",
             "org_email": "lilei@corp.example.com",
-            "manager_userid": "wang",
-        }
+        }  # no manager_userid in list items: only user/get has it
         too_big = await oapi(fake, http, "/topapi/v2/user/list", {"dept_id": 20, "cursor": 0, "size": 101})
         assert too_big["errcode"] == 40035
 
         wang = (await oapi(fake, http, "/topapi/v2/user/get", {"userid": "wang"}))["result"]
+        li = (await oapi(fake, http, "/topapi/v2/user/get", {"userid": "lilei"}))["result"]
+        assert (li["manager_userid"], li["leader_in_dept"]) == (
+            "wang",
+            [{"dept_id": 21, "leader": False}, {"dept_id": 20, "leader": False}],
+        )
         assert (wang["email"], wang["title"], wang["dept_id_list"]) == ("wang@example.com", "工程经理", [20])
         fake.remove_user("p0")
         fake.update_user("p1", name="P-one", departments=(20,))

@@ -1,21 +1,24 @@
 """`cadence org sync dingtalk` on SQLite and PostgreSQL: httpx reads the DingTalk fake's directory over
 real sockets (token from the new API, departments and users from oapi); people are added, changed, linked
-by email and deactivated, never deleted."""
+by email and deactivated, never deleted. Managers come from department leaders (user/list has ``leader``,
+not ``manager_userid``), from ``manager_userid`` where a list item has it, or from user/get per person."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from sqlmodel import col, select
 
 from bot import settings as settings_module
 from bot.cli import main
-from bot.platforms.dingtalk_directory import read_configured_directory, read_directory
+from bot.platforms.dingtalk_directory import USER_GET_PER_S, read_configured_directory, read_directory
 from bot.settings import DingtalkSettings
 from conversations.org_service import import_org_file
 from conversations.org_sync import DirectoryError, SyncReport, format_sync_report, sync_directory
@@ -33,19 +36,33 @@ CEO, MANAGER, LILEI, EMMA, HR = (
     "emma.smith@example.com",
     "zhao.min@example.com",
 )
-EXEC, ENG, BACKEND, PEOPLE = 10, 20, 21, 30
+ROOT, EXEC, ENG, BACKEND, FRONTEND, PEOPLE = 1, 10, 20, 21, 22, 30
 USER_LIST = "/topapi/v2/user/list"
+USER_GET = "/topapi/v2/user/get"
 LISTSUB = "/topapi/v2/department/listsub"
 
 
 def build_org(fake: DingTalkFake) -> None:
-    """Five people in four departments; Zhao Min has only an org email, Li Lei is in two departments."""
+    """Five people in four departments; Zhao Min has only an org email, Li Lei is in two departments.
+
+    Chen Jie leads the company (the root) and Executive, Wang Fang leads Engineering; Backend and People
+    have no leader. The console's direct managers (``manager``) agree with what the leaders give.
+    """
     fake.add_department(EXEC, "Executive")
     fake.add_department(ENG, "Engineering")
     fake.add_department(BACKEND, "Backend", parent=ENG)
     fake.add_department(PEOPLE, "People")
-    fake.add_user("chen", name="陈杰", email="Chen.Jie@Example.com", departments=(EXEC,), title="首席执行官")
-    fake.add_user("wang", name="王芳", email=MANAGER, departments=(ENG,), manager="chen", title="工程经理")
+    fake.add_user(
+        "chen",
+        name="陈杰",
+        email="Chen.Jie@Example.com",
+        departments=(EXEC, ROOT),
+        leads=(EXEC, ROOT),
+        title="首席执行官",
+    )
+    fake.add_user(
+        "wang", name="王芳", email=MANAGER, departments=(ENG,), leads=(ENG,), manager="chen", title="工程经理"
+    )
     fake.add_user("lilei", name="李雷", email=LILEI, departments=(BACKEND, ENG), manager="wang")
     fake.add_user(
         "emma", name="Emma Smith", email=EMMA, departments=(ENG,), manager="wang", title="Frontend Engineer"
@@ -162,22 +179,23 @@ async def test_a_second_sync_reports_what_changed_in_dingtalk(db: Database) -> N
     async with DingTalkFake() as fake:
         build_org(fake)
         await sync(fake, db)
-        fake.update_user("lilei", name="李雷雷", departments=(ENG,), manager="chen")
+        # to People, which has no leader: the company's leader is the manager now
+        fake.update_user("lilei", name="李雷雷", departments=(PEOPLE,), manager="chen")
         fake.update_user("emma", title="Staff Engineer")
         report = await sync(fake, db)
 
     assert (report.added, report.deactivated, report.reactivated) == ([], [], [])
     assert report.changed_fields == {LILEI: ("name", "department", "manager"), EMMA: ("title",)}
     chen, li, emma = [await person(db, e) for e in (CEO, LILEI, EMMA)]
-    assert (li.name, li.department, li.manager_id) == ("李雷雷", "Engineering", chen.id)
+    assert (li.name, li.department, li.manager_id) == ("李雷雷", "People", chen.id)
     assert emma.title == "Staff Engineer"
     assert format_sync_report(report, "en") == "\n".join(
         [
             "Synced 5 people from DingTalk — 0 added, 2 changed, 0 deactivated, 0 reactivated.",
             "",
-            "Changed (2):",
-            "• li.lei@example.com (name, department, manager)",
+            "Changed (2):",  # in the order DingTalk lists them: Li Lei is in People now
             "• emma.smith@example.com (title)",
+            "• li.lei@example.com (name, department, manager)",
         ]
     )
 
@@ -278,18 +296,188 @@ async def test_people_without_an_email_are_skipped_and_reported(db: Database) ->
     )
 
 
-async def test_without_managers_in_the_user_list_people_are_synced_without_them(db: Database) -> None:
-    # DingTalk documents manager_userid for user/get only; asking user/get for each person would spend
-    # one call of the monthly quota per person, so a list without it means no managers, not more calls
-    async with DingTalkFake(list_has_manager=False) as fake:
-        build_org(fake)
-        report = await sync(fake, db)
-        user_gets = fake.calls_to("/topapi/v2/user/get")
+# --- managers --------------------------------------------------------------------------------------
 
-    assert sorted(report.added) == sorted([CEO, MANAGER, LILEI, EMMA, HR])
-    assert [(await person(db, e)).manager_id for e in (MANAGER, LILEI, EMMA, HR)] == [None] * 4
-    assert (await person(db, LILEI)).department == "Backend"
+
+def build_tree(fake: DingTalkFake) -> None:
+    """A deeper org whose console managers (``manager``) all point at "console": ignored when derived.
+
+    Company (led by ceo; assistant) ├ Engineering (led by cto) │ ├ Backend (led by be1 and be2; dev;
+    cto too) │ └ Frontend (no leader; fe) └ People (no leader; hr)
+    """
+    fake.add_department(ENG, "Engineering")
+    fake.add_department(BACKEND, "Backend", parent=ENG)
+    fake.add_department(FRONTEND, "Frontend", parent=ENG)
+    fake.add_department(PEOPLE, "People")
+    people: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = [
+        ("ceo", (ROOT,), (ROOT,)),
+        ("assistant", (ROOT,), ()),
+        # listed in Backend first, but leads Engineering: found above the team they lead
+        ("cto", (BACKEND, ENG), (ENG,)),
+        ("be1", (BACKEND,), (BACKEND,)),  # added, so listed, before be2: the first leader of Backend
+        ("be2", (BACKEND,), (BACKEND,)),
+        ("dev", (BACKEND,), ()),
+        ("fe", (FRONTEND,), ()),
+        ("hr", (PEOPLE,), ()),
+    ]
+    for userid, departments, leads in people:
+        fake.add_user(
+            userid,
+            name=userid,
+            email=f"{userid}@example.com",
+            departments=departments,
+            leads=leads,
+            manager="console",
+        )
+
+
+def managers_of(people: list[Any]) -> dict[str, str | None]:
+    return {p.external_id: p.manager_external_id for p in people}
+
+
+async def test_managers_are_derived_from_department_leaders_without_user_get() -> None:
+    async with DingTalkFake() as fake:
+        build_tree(fake)
+        directory = await read_directory(settings_for(fake), sleep=no_sleep)
+        user_gets = fake.calls_to(USER_GET)
+
+    assert managers_of(directory.people) == {
+        "ceo": None,  # the root's leader has none
+        "assistant": "ceo",  # in the root itself: its leader
+        "cto": "ceo",  # leads Engineering: the leader of the department above it
+        "be1": "cto",  # a leader of Backend: Engineering's leader, not the other leader of Backend
+        "be2": "cto",
+        "dev": "be1",  # a report: their department's (first) leader
+        "fe": "cto",  # Frontend has no leader: the one above it
+        "hr": "ceo",  # People has no leader, the company has
+    }
+    assert {p.external_id: p.department for p in directory.people}["cto"] == "Backend"
+    # asking user/get for each person would spend one call of the monthly quota per person
     assert user_gets == []
+
+
+async def test_the_fake_says_leader_per_department_listing() -> None:
+    async with DingTalkFake() as fake, httpx.AsyncClient(base_url=fake.url) as http:
+        build_tree(fake)
+        token = await http.get(
+            "/gettoken", params={"appkey": fake.client_id, "appsecret": fake.client_secret}
+        )
+        params = {"access_token": token.json()["access_token"]}
+
+        async def listed(dept_id: int) -> dict[str, Any]:
+            answer = await http.post(
+                USER_LIST, params=params, json={"dept_id": dept_id, "cursor": 0, "size": 100}
+            )
+            return {u["userid"]: u for u in answer.json()["result"]["list"]}
+
+        backend, engineering = await listed(BACKEND), await listed(ENG)
+        detail = (await http.post(USER_GET, params=params, json={"userid": "cto"})).json()["result"]
+
+    assert {u: item["leader"] for u, item in backend.items()} == {
+        "cto": False,
+        "be1": True,
+        "be2": True,
+        "dev": False,
+    }
+    assert {u: item["leader"] for u, item in engineering.items()} == {"cto": True}
+    assert not any("manager_userid" in item for item in backend.values())  # only user/get has it
+    assert (detail["manager_userid"], detail["leader_in_dept"]) == (
+        "console",
+        [{"dept_id": BACKEND, "leader": False}, {"dept_id": ENG, "leader": True}],
+    )
+
+
+async def test_a_manager_userid_in_the_list_wins_over_the_leaders() -> None:
+    async with DingTalkFake(list_has_manager=True) as fake:
+        build_org(fake)
+        fake.update_user("emma", manager="zhao")  # the console's direct manager, not Engineering's leader
+        fake.update_user("lilei", manager=None)  # none set: derived
+        fake.update_user("zhao", manager="zhao")  # never one's own manager: derived
+        directory = await read_directory(settings_for(fake), sleep=no_sleep)
+
+    assert managers_of(directory.people) == {
+        "chen": None,
+        "wang": "chen",
+        "lilei": "wang",
+        "emma": "zhao",
+        "zhao": "chen",
+    }
+
+
+@dataclass
+class FakeTime:
+    """A clock that only moves when slept on, and the sleeps."""
+
+    now: float = 1000.0
+
+    def __post_init__(self) -> None:
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+async def test_direct_mode_reads_each_persons_manager_from_user_get_paced_with_progress() -> None:
+    time = FakeTime()
+    counts: list[int] = []
+    async with DingTalkFake() as fake:
+        build_org(fake)
+        fake.update_user("emma", manager="zhao")  # not Engineering's leader: only user/get knows
+        fake.update_user("zhao", manager=None)  # no direct manager in the console: none, not derived
+        directory = await read_directory(
+            settings_for(fake),
+            managers="direct",
+            progress=counts.append,
+            sleep=time.sleep,
+            clock=time.clock,
+        )
+        user_gets = fake.calls_to(USER_GET)
+
+    assert managers_of(directory.people) == {
+        "chen": None,
+        "wang": "chen",
+        "lilei": "wang",
+        "emma": "zhao",
+        "zhao": None,
+    }
+    assert sorted(c.body["userid"] for c in user_gets) == ["chen", "emma", "lilei", "wang", "zhao"]
+    assert time.waits == pytest.approx([1 / USER_GET_PER_S] * 4)  # evenly spaced, the first at once
+    assert counts == [1, 2, 3, 4, 5]  # people whose manager is known; the listing alone counts nothing
+
+
+async def test_direct_mode_says_which_permission_user_get_needs_and_skips_people_who_just_left() -> None:
+    async with DingTalkFake() as fake:
+        build_org(fake)
+        # the first two looked up (in listing order: chen, wang) left after the listing
+        fake.fail(USER_GET, code=60121, message="找不到该用户", times=2)
+        directory = await read_directory(settings_for(fake), managers="direct", sleep=no_sleep)
+        assert [c.body["userid"] for c in fake.calls_to(USER_GET)][:2] == ["chen", "wang"]
+        assert managers_of(directory.people) == {
+            "chen": None,
+            "wang": None,
+            "lilei": "wang",
+            "emma": "wang",
+            "zhao": "chen",
+        }
+
+        fake.fail(USER_GET, code=60011, message="没有调用该接口的权限")
+        with pytest.raises(DirectoryError) as refused:
+            await read_directory(settings_for(fake), managers="direct", sleep=no_sleep)
+    assert (refused.value.kind, refused.value.call, refused.value.scopes) == (
+        "permission",
+        f"POST {USER_GET}",
+        ("qyapi_get_member",),
+    )
+
+
+async def test_an_unknown_manager_mode_is_refused() -> None:
+    settings = DingtalkSettings(client_id="id", client_secret="secret")
+    with pytest.raises(ValueError, match="leaders, direct"):
+        await read_directory(settings, managers="nearest")  # type: ignore[arg-type]
 
 
 async def test_paging_over_more_than_a_hundred_people_in_one_department_reads_each_once() -> None:
@@ -323,11 +511,13 @@ async def test_paging_over_more_than_a_hundred_people_in_one_department_reads_ea
 async def test_the_configured_directory_has_ids_and_managers_but_no_time_zones() -> None:
     async with DingTalkFake() as fake:
         build_org(fake)
+        fake.update_user("emma", manager="zhao")
         directory = await read_configured_directory(settings_for(fake))
+        direct = await read_configured_directory(settings_for(fake), managers="direct")
 
     assert sorted(p.external_id for p in directory.people) == ["chen", "emma", "lilei", "wang", "zhao"]
     assert all(p.timezone is None for p in directory.people)
-    assert {p.external_id: p.manager_external_id for p in directory.people}["lilei"] == "wang"
+    assert (managers_of(directory.people)["emma"], managers_of(direct.people)["emma"]) == ("wang", "zhao")
 
 
 # --- the API saying no -------------------------------------------------------------------------------
@@ -383,6 +573,35 @@ async def test_a_refused_token_is_renewed_once() -> None:
         with pytest.raises(DirectoryError) as refused:
             await read_directory(settings_for(fake))
     assert (refused.value.kind, refused.value.code) == ("api", 40014)
+
+
+async def test_errcode_88_for_a_refused_token_is_not_a_missing_permission() -> None:
+    # 88 is a wrapper: its sub_code says why; 40014 is a refused token, renewed once like a bare 40014
+    message = "ding talk error[subcode=40014,submsg=不合法的access_token]"
+    async with DingTalkFake() as fake:
+        build_org(fake)
+        fake.fail(USER_LIST, code=88, sub_code=40014, message=message, times=1)
+        directory = await read_directory(settings_for(fake), sleep=no_sleep)
+        assert len(directory.people) == 5
+
+        fake.fail(USER_LIST, code=88, sub_code=40014, message=message, times=2)
+        tokens = fake.token_requests
+        with pytest.raises(DirectoryError) as refused:
+            await read_directory(settings_for(fake), sleep=no_sleep)
+        assert fake.token_requests == tokens + 2  # the first token, and the renewal after the refusal
+
+        # the same wrapper with 60011 is one
+        fake.fail(USER_LIST, code=88, sub_code=60011, message="ding talk error[subcode=60011]", times=2)
+        with pytest.raises(DirectoryError) as denied:
+            await read_directory(settings_for(fake), sleep=no_sleep)
+
+    assert (refused.value.kind, refused.value.code) == ("api", 88)
+    assert "Grant the app" not in str(refused.value)
+    assert (denied.value.kind, denied.value.code, denied.value.scopes) == (
+        "permission",
+        88,
+        ("qyapi_get_department_member",),
+    )
 
 
 async def test_a_missing_permission_names_the_call_and_what_to_grant() -> None:

@@ -181,6 +181,7 @@ def test_nested_variables_land_in_their_section(monkeypatch: pytest.MonkeyPatch)
         "DINGTALK_API_URL": "http://127.0.0.1:8124",
         "JIRA_BASE_URL": "https://example.atlassian.net",
         "JIRA_API_TOKEN": "ATATT3xFfGF0-not-a-placeholder",
+        "JIRA_EMAIL": "li.wei@example.com",
         "JIRA_ENABLED": "true",
         "MAX_MESSAGE_CHARS": "5000",
         "DEFAULT_LOCALE": "en",
@@ -204,6 +205,54 @@ def test_nested_variables_land_in_their_section(monkeypatch: pytest.MonkeyPatch)
     assert (settings.max_message_chars, settings.default_locale) == (5000, "en")
     # Jira is a task source, not a chat platform
     assert settings.enabled_platforms() == []
+    assert settings.enabled_task_sources() == ["jira"]
+
+
+def test_task_sources_ride_on_their_platforms_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "FEISHU_TASKS_ENABLED": "true",
+        "FEISHU_APP_ID": "cli_a1b2c3d4e5",
+        "FEISHU_APP_SECRET": "Zx81kq0b7Lw2mN5pQr9sT4uV",
+        "FEISHU_TASKS_INTERVAL_MINUTES": "15",
+        "DINGTALK_TODOS_ENABLED": "true",
+        "DINGTALK_TODOS_RATE_PER_S": "",
+        "DINGTALK_CLIENT_ID": "dingq8b2w7xk",
+        "DINGTALK_CLIENT_SECRET": "u7Hc2LmQ9wE4rT1yP6sD3fG8",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    settings = Settings()
+
+    # the sources read tasks with the chat apps' credentials; the chat platforms themselves stay off
+    assert settings.enabled_task_sources() == ["feishu_task", "dingtalk_todo"]
+    assert settings.enabled_platforms() == []
+    assert (settings.feishu.tasks_interval_minutes, settings.dingtalk.todos_rate_per_s) == (15.0, None)
+
+
+def test_a_task_source_without_its_apps_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DINGTALK_TODOS_ENABLED", "true")
+
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+
+    assert "DINGTALK_TODOS_ENABLED needs DINGTALK_CLIENT_ID, DINGTALK_CLIENT_SECRET" in str(refused.value)
+
+
+def test_jira_needs_an_email_and_token_on_cloud_and_a_token_on_data_center(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JIRA_ENABLED", "true")
+    monkeypatch.setenv("JIRA_BASE_URL", "https://jira.example.local")
+    with pytest.raises(ValidationError) as cloud:
+        Settings()
+    monkeypatch.setenv("JIRA_DEPLOYMENT", "datacenter")
+    with pytest.raises(ValidationError) as datacenter:
+        Settings()
+    monkeypatch.setenv("JIRA_BEARER_TOKEN", "NjE2MzQ4NTk0OTg1OkFhcUo1")
+
+    assert "JIRA_EMAIL, JIRA_API_TOKEN is missing" in str(cloud.value)
+    assert "JIRA_BEARER_TOKEN is missing" in str(datacenter.value)
+    assert Settings().jira.deployment == "datacenter"
 
 
 def test_the_dotenv_file_in_the_working_directory_is_read(

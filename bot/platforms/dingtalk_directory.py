@@ -5,6 +5,25 @@ token from the new API (``POST /v1.0/oauth2/accessToken``) is also good as oapi'
 oapi answers HTTP 200 with ``errcode`` ≠ 0 when it refuses. IDs: a person is their ``userid`` (the
 ``senderStaffId`` of robot messages, and what robot sends and cards address); ``manager_userid`` is one
 too. DingTalk knows no time zone per person.
+
+Managers. ``topapi/v2/user/list`` items carry ``leader`` (whether the person is a 主管 of the department
+being listed) but not ``manager_userid``, which only ``topapi/v2/user/get`` answers, one call per person
+out of the organization's monthly API quota. So by default (``managers="leaders"``) a manager is
+*derived* from department leaders, not read:
+
+* a list item that does carry ``manager_userid`` wins (some answers may have it; the doc lists it only
+  for user/get);
+* otherwise a person's manager is the first leader of their department (the one whose name they get,
+  or the first of their departments they lead themselves); when they lead it themselves, or it has no
+  leader, the leader of its parent department, and so on up to the root. Nobody is their own manager;
+  the root's leader has none.
+
+That is the department's 主管, which is not always the admin console's 直属主管 (``manager_userid``): an
+admin sets 直属主管 per person, to anyone — a team lead who is not a department 主管, someone in another
+department, or nobody — while 主管 is set per department, and a department can have several. Where the
+two differ, the derivation gives the head of the person's department (or of the one above, for a
+leader). ``managers="direct"`` reads the exact 直属主管 with one paced user/get per person (people without
+one get no manager); the setting that chooses it would be ``DINGTALK_ORG_MANAGERS=leaders|direct``.
 """
 
 from __future__ import annotations
@@ -12,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import httpx
 
@@ -22,9 +43,11 @@ from bot.settings import DingtalkSettings, Settings
 from conversations.org_sync import Directory, DirectoryError, DirectoryPerson
 
 __all__ = [
+    "MANAGER_MODES",
     "PLATFORM",
     "Directory",
     "DirectoryError",
+    "ManagerMode",
     "read_configured_directory",
     "read_directory",
 ]
@@ -38,6 +61,15 @@ TIMEOUT_S = 30.0
 TOKEN_PATH = "/v1.0/oauth2/accessToken"
 DEPARTMENTS_PATH = "/topapi/v2/department/listsub"
 USERS_PATH = "/topapi/v2/user/list"
+USER_PATH = "/topapi/v2/user/get"
+# "leaders": derive managers from department leaders (no extra calls); "direct": user/get per person
+ManagerMode = Literal["leaders", "direct"]
+MANAGER_MODES: tuple[ManagerMode, ...] = get_args(ManagerMode)
+# user/get calls a second in "direct" mode: DingTalk's per-app QPS limit for an oapi call is about 20
+# (GUESS, as in connectors.dingtalk_todos); staying under it saves 90018 back-offs
+USER_GET_PER_S = 15.0
+# user/get: the person left between the list call and this one
+NO_SUCH_USER = frozenset({60121})
 # 90002: the API's global limit; 90018 / 90019: per-app and per-org calls per second; -1: "system busy"
 RETRY_LATER = frozenset({90002, 90018, 90019, -1})
 RATE_LIMITED = frozenset({90002, 90018, 90019})
@@ -51,70 +83,158 @@ TOKEN_INVALID = frozenset({40001, 40014, 42001})
 # what to grant when DingTalk's answer does not say (names as the developer console lists them)
 DEPARTMENT_SCOPES = ("qyapi_get_department_list",)
 USER_SCOPES = ("qyapi_get_department_member",)
+USER_GET_SCOPES = ("qyapi_get_member",)  # 成员信息读权限, as bot.doctor names it
 # DingTalk leaves out ``email`` / ``org_email`` when the app may not read them; the console's name for it
 EMAIL_SCOPES = ("邮箱等个人信息",)
 CREDENTIALS = ("DINGTALK_CLIENT_ID", "DINGTALK_CLIENT_SECRET")
 _SCOPE_NAMES = re.compile(r"\bqyapi_[A-Za-z0-9_]+")
+LOG_EVERY = 100  # "direct" mode logs its progress every this many user/get calls
 
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 Progress = Callable[[int], None]
 
 
+@dataclass(frozen=True)
+class _Department:
+    name: str
+    parent: int  # ROOT_DEPARTMENT for the root's children
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A user as first listed, and the department whose listing that was."""
+
+    item: dict[str, Any]
+    found_in: int
+
+
 async def read_configured_directory(
-    settings: Settings | DingtalkSettings, *, progress: Progress | None = None
+    settings: Settings | DingtalkSettings,
+    *,
+    progress: Progress | None = None,
+    managers: ManagerMode | None = None,
 ) -> Directory:
-    """The directory of the DingTalk app the settings name; DirectoryError when it is not configured."""
+    """The directory of the DingTalk app the settings name; DirectoryError when it is not configured.
+
+    ``managers`` (see ``read_directory``) defaults to ``DINGTALK_ORG_MANAGERS``.
+    """
     dingtalk = settings.dingtalk if isinstance(settings, Settings) else settings
     missing = [f"DINGTALK_{name.upper()}" for name in dingtalk.missing_secrets()]
     if missing:
         raise DirectoryError("not_configured", platform=PLATFORM, names=missing)
-    return await read_directory(dingtalk, progress=progress)
+    mode = managers or dingtalk.org_managers
+    return await read_directory(dingtalk, progress=progress, managers=mode)
 
 
 async def read_directory(
-    settings: DingtalkSettings, *, progress: Progress | None = None, sleep: Sleep = asyncio.sleep
+    settings: DingtalkSettings,
+    *,
+    managers: ManagerMode = "leaders",
+    progress: Progress | None = None,
+    sleep: Sleep = asyncio.sleep,
+    clock: Clock = time.monotonic,
 ) -> Directory:
     """Every user of every department the app may see, each once.
 
-    ``progress(n)`` is called with the number of people read so far after each page of users.
     A user in several departments gets the name of the first one DingTalk lists for them (none for the
-    root department, whose name is the company's). Raises DirectoryError.
+    root department, whose name is the company's). ``managers``: "leaders" derives them from department
+    leaders (see the module docstring); "direct" asks ``topapi/v2/user/get`` for each person's
+    ``manager_userid`` (the console's 直属主管), at most ``USER_GET_PER_S`` calls a second.
+    ``progress(n)`` is called with the number of people read so far: after each page of users, or in
+    "direct" mode after each person's manager (the listing alone does not count there).
+    ``sleep`` and ``clock`` are for tests. Raises DirectoryError.
     """
+    if managers not in MANAGER_MODES:
+        raise ValueError(f"managers must be one of {', '.join(MANAGER_MODES)} (got {managers!r})")
+    direct = managers == "direct"
     # proxies are a deployment's business through the base URLs, as for the other DingTalk calls
     async with httpx.AsyncClient(timeout=TIMEOUT_S, trust_env=False) as http:
-        reader = _Reader(http, settings, sleep)
+        reader = _Reader(http, settings, sleep, clock)
         departments = await reader.departments()
-        people: dict[str, DirectoryPerson] = {}
+        listed: dict[str, _Listed] = {}
+        # dept_id -> its leaders' userids, in listing order
+        leaders: dict[int, list[str]] = {}
         for department_id in (ROOT_DEPARTMENT, *departments):
             async for users in reader.users(department_id):
                 for user in users:
-                    person = _person(user, department_id, departments)
-                    if person is not None and person.external_id not in people:
-                        people[person.external_id] = person
-                if progress is not None:
-                    progress(len(people))
-    if people and not any(p.email for p in people.values()):
+                    userid = _text(user.get("userid")) if isinstance(user, dict) else ""
+                    if not userid:
+                        continue
+                    # ``leader`` is about the department being listed, so it is read per listing.
+                    # Several leaders: the first listed counts. With the default order_field
+                    # ("custom") DingTalk lists a department by each member's dept_order (larger
+                    # first, as the older user/list doc says; unverified for v2), so that is also
+                    # the first by dept_order, without relying on the field's direction here.
+                    if user.get("leader") is True and userid not in leaders.get(department_id, ()):
+                        leaders.setdefault(department_id, []).append(userid)
+                    if userid not in listed:
+                        listed[userid] = _Listed(user, department_id)
+                if progress is not None and not direct:
+                    progress(len(listed))
+        people: list[DirectoryPerson] = []
+        for done, (userid, entry) in enumerate(listed.items(), start=1):
+            known = _departments_of(entry, departments)
+            home = known[0] if known else entry.found_in
+            manager = _text(entry.item.get("manager_userid"))
+            if manager == userid:
+                manager = ""  # nobody is their own manager: as if DingTalk had not said
+            if direct and not manager:
+                manager = await reader.manager_of(userid)
+                if reader.user_gets % LOG_EVERY == 0:
+                    log.info(
+                        "DingTalk: %d managers looked up, %d of %d people",
+                        reader.user_gets,
+                        done,
+                        len(listed),
+                    )
+            elif not manager:
+                # the departments they lead come first: a leader's manager is found above the team they lead
+                led = [d for d in (*known, entry.found_in) if userid in leaders.get(d, ())]
+                manager = _derived_manager(userid, led[0] if led else home, departments, leaders)
+            people.append(_person(userid, entry.item, departments, home, manager))
+            if progress is not None and direct:
+                progress(done)
+    if people and not any(p.email for p in people):
         raise DirectoryError("no_emails", platform=PLATFORM, scopes=EMAIL_SCOPES, count=len(people))
-    return Directory(people=list(people.values()), departments=len(departments))
+    return Directory(people=people, departments=len(departments))
 
 
-def _person(user: Any, found_in: int, departments: dict[int, str]) -> DirectoryPerson | None:
-    if not isinstance(user, dict):
-        return None
-    userid = _text(user.get("userid"))
-    if not userid:
-        return None
+def _departments_of(entry: _Listed, departments: dict[int, _Department]) -> list[int]:
+    """The person's departments the app can see, in DingTalk's order (``dept_id_list``)."""
+    ids = entry.item.get("dept_id_list")
+    return [d for d in ids if d in departments or d == ROOT_DEPARTMENT] if isinstance(ids, list) else []
+
+
+def _derived_manager(
+    userid: str, start: int, departments: dict[int, _Department], leaders: dict[int, list[str]]
+) -> str:
+    """The first leader of ``start`` or, when there is none or ``userid`` is one, of the nearest
+    department above it that has another leader; "" when there is none up to the root."""
+    department: int | None = start
+    seen: set[int] = set()
+    while department is not None and department not in seen:
+        seen.add(department)
+        heads = leaders.get(department, ())
+        if heads and userid not in heads:
+            return heads[0]
+        above = departments.get(department)
+        department = above.parent if above is not None else None  # the root (or unseen) is the top
+    return ""
+
+
+def _person(
+    userid: str, user: dict[str, Any], departments: dict[int, _Department], home: int, manager: str
+) -> DirectoryPerson:
     # ``active`` false means "has not activated DingTalk yet", not "left": people who leave are removed
     # from the directory, so everyone listed is kept
-    listed = [d for d in user.get("dept_id_list") or [] if d in departments or d == ROOT_DEPARTMENT]
-    department = departments.get(listed[0] if listed else found_in, "")
+    department = departments.get(home)
     return DirectoryPerson(
         external_id=userid,
         email=_text(user.get("email")) or _text(user.get("org_email")),
         name=_text(user.get("name")),
-        # documented for topapi/v2/user/get and set only when the admin console has a direct manager
-        manager_external_id=_text(user.get("manager_userid")) or None,
-        department=department,
+        manager_external_id=manager if manager and manager != userid else None,
+        department=department.name if department is not None else "",
         title=_text(user.get("title")),
         timezone=None,
     )
@@ -125,17 +245,22 @@ def _text(value: object) -> str:
 
 
 class _Reader:
-    """The token, the two list calls, and DingTalk's refusals turned into waits, retries or DirectoryError."""
+    """The token, the calls, and DingTalk's refusals turned into waits, retries or DirectoryError."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: DingtalkSettings, sleep: Sleep) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, settings: DingtalkSettings, sleep: Sleep, clock: Clock
+    ) -> None:
         self._http = http
         self._settings = settings
         self._sleep = sleep
+        self._clock = clock
         self._token = ""
+        self._next_user_get = 0.0
+        self.user_gets = 0  # user/get calls made
 
-    async def departments(self) -> dict[int, str]:
-        """dept_id -> name for every department under the root, however deep (breadth-first)."""
-        names: dict[int, str] = {}
+    async def departments(self) -> dict[int, _Department]:
+        """dept_id -> name and parent for every department under the root, however deep (breadth-first)."""
+        found: dict[int, _Department] = {}
         queue = deque([ROOT_DEPARTMENT])
         while queue:
             parent = queue.popleft()
@@ -143,10 +268,12 @@ class _Reader:
             for item in result if isinstance(result, list) else []:
                 dept_id = item.get("dept_id") if isinstance(item, dict) else None
                 # a department already seen would walk the same subtree again (or loop)
-                if isinstance(dept_id, int) and dept_id not in names and dept_id != ROOT_DEPARTMENT:
-                    names[dept_id] = _text(item.get("name"))
+                if isinstance(dept_id, int) and dept_id not in found and dept_id != ROOT_DEPARTMENT:
+                    # listsub lists the direct children of the department asked for: that one is the
+                    # parent (the item's ``parent_id`` says the same)
+                    found[dept_id] = _Department(_text(item.get("name")), parent)
                     queue.append(dept_id)
-        return names
+        return found
 
     async def users(self, department_id: int) -> AsyncIterator[list[Any]]:
         """Pages of the department's direct users."""
@@ -168,8 +295,27 @@ class _Reader:
                 return
             cursor = next_cursor
 
-    async def _oapi(self, path: str, body: dict[str, Any], scopes: tuple[str, ...]) -> Any:
-        """The ``result`` of an oapi call, after waiting out rate limits and renewing a refused token once."""
+    async def manager_of(self, userid: str) -> str:
+        """The person's ``manager_userid`` from user/get ("" when none is set, or they just left)."""
+        now = self._clock()
+        if now < self._next_user_get:
+            await self._sleep(self._next_user_get - now)
+            now = self._next_user_get
+        self._next_user_get = now + 1.0 / USER_GET_PER_S
+        self.user_gets += 1
+        result = await self._oapi(USER_PATH, {"userid": userid}, USER_GET_SCOPES, absent=NO_SUCH_USER)
+        return _text(result.get("manager_userid")) if isinstance(result, dict) else ""
+
+    async def _oapi(
+        self,
+        path: str,
+        body: dict[str, Any],
+        scopes: tuple[str, ...],
+        *,
+        absent: Iterable[int] = (),
+    ) -> Any:
+        """The ``result`` of an oapi call, after waiting out rate limits and renewing a refused token once;
+        None when DingTalk answers one of the ``absent`` codes."""
         call = f"POST {path}"
         waits = 0
         renewed = False
@@ -188,6 +334,8 @@ class _Reader:
                 raise DirectoryError(
                     "bad_answer", platform=PLATFORM, call=call, status=status, msg=_snippet(answer)
                 )
+            if code in absent:
+                return None
             sub_code = _int(answer.get("sub_code"))
             msg = _text(answer.get("errmsg")) or _text(answer.get("sub_msg"))
             if code in RETRY_LATER and waits < len(BACKOFF_S):

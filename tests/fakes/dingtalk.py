@@ -84,12 +84,44 @@ are marked [VERIFIED: where] or GUESS:
   "Company") → direct children ``[{"dept_id", "name", "parent_id", ...}]``; ``POST
   /topapi/v2/user/list`` ``{"dept_id", "cursor", "size" (1..100)}`` → ``{"has_more", "next_cursor"
   (when has_more), "list": [...]}`` (people directly in the department; in two departments → in
-  both lists); ``POST /topapi/v2/user/get`` ``{"userid"}``. Fields ``userid``, ``unionid``, ``name``,
-  ``title``, ``email``, ``org_email``, ``dept_id_list``, ``manager_userid``, ``active``, ``admin``,
-  ``boss``, ``leader`` (absent ones are left out). Unknown department → 60003 "部门不存在"; unknown
-  user → 60121 "找不到该用户"; a bad size/cursor → 40035 (codes from memory, unverified). NOTE: the
-  ``topapi/v2/user/list`` doc may not list ``manager_userid`` (only user/get has it) — unverified;
-  ``DingTalkFake(list_has_manager=False)`` leaves it out of list answers.
+  both lists, in the order added); ``POST /topapi/v2/user/get`` ``{"userid"}``. Both answer
+  ``userid``, ``unionid``, ``name``, ``title``, ``email``, ``org_email``, ``dept_id_list``, ``active``,
+  ``admin``, ``boss`` (absent ones are left out); a list item adds ``leader`` (a 主管 of the department
+  being listed: ``add_user(leads=...)``), user/get adds ``manager_userid`` (the console's 直属主管, when
+  set) and ``leader_in_dept`` ``[{"dept_id", "leader"}]`` [VERIFIED: the apifox mirror of both docs;
+  user/list items have no ``manager_userid``]. ``dept_order`` / ``dept_order_list`` are left out.
+  ``DingTalkFake(list_has_manager=True)`` adds ``manager_userid`` to list items too (not in the doc).
+  Unknown department → 60003 "部门不存在"; unknown user → 60121 "找不到该用户"; a bad size/cursor →
+  40035 (codes from memory, unverified).
+* Todos (reference task-sources.md §4; the SDK is alibabacloud-dingtalk ``todo_1_0``): every id is a
+  unionId (``add_user``'s ``unionid``, ``set_unionid``). ``POST /v1.0/todo/users/{unionId}/org/tasks/
+  query`` ``{"nextToken", "isDone", "roleTypes", "todoType"}`` → ``{"todoCards": [...], "nextToken"}``
+  [VERIFIED: SDK ``QueryOrgTodoTasks``]; ``nextToken`` "0" (or absent) starts, null ends [S:
+  dingtalk-mcp YAML]; the token is the offset as a string and a page holds ``todo_page_size`` (20)
+  cards (GUESS, from the doc's example ``"nextToken": "20"``); cards in creation order (GUESS).
+  ``isDone`` true/false filters, absent lists both (GUESS). ``roleTypes``: a list of lists of
+  ``executor`` / ``creator`` / ``participant``, outer OR, inner AND [S]; absent → any role (GUESS);
+  anything else → HTTP 400 ``InvalidParameter`` (GUESS). Card fields ``taskId, subject, dueTime,
+  isDone, creatorId, createdTime, modifiedTime, priority, bizTag, sourceId, todoType, detailUrl{appUrl,
+  pcUrl}`` — no ``executorIds`` / ``finishTime`` [VERIFIED: SDK]; an absent ``dueTime`` is left out.
+  ``GET /v1.0/todo/users/{unionId}/tasks/{taskId}`` → the detail (``id, subject, description,
+  startTime, dueTime, finishTime, done, executorIds, participantIds, creatorId, modifierId,
+  createdTime, modifiedTime, priority, source, sourceId, bizTag, detailUrl, isOnlyShowExecutor,
+  requestId``) [VERIFIED: SDK ``GetTodoTask``, example from the apifox mirror]; it answers whoever the
+  path names while the todo exists in the org (GUESS). A deleted or unknown todo → HTTP 400
+  ``{"code": "todo.taskQuery.paramError", "message": "task not exist"}`` (GUESS, after the update
+  API's documented "task not exist" [S: dingtalk.apifox.cn api-9093536]). Times are ms ints; a change
+  through ``update_todo`` moves ``modifiedTime`` forward (at least 1 ms) and completing sets
+  ``finishTime``. The path's unionId is not checked against the directory (GUESS). Helpers:
+  ``add_todo``, ``update_todo``, ``delete_todo``, ``todo`` (the detail now); ``todo_detail_gets``
+  counts detail calls per taskId.
+* Todo-side misbehaviour: ``qps_storm`` (the next calls to a path refused as over QPS: new API HTTP 403
+  ``Forbidden.AccessDenied.QpsLimitForApi``, oapi errcode 90018); ``exhaust_quota`` (the monthly quota
+  is used up: every new-API call but the token endpoints → HTTP 403 ``{"code":
+  "Forbidden.AccessDenied.ApiCountLimitForOrg"}``, every oapi call → errcode 90020 [S: reference
+  §4.4]; the HTTP status is a GUESS). A missing permission: ``fail(path, code="Forbidden.AccessDenied.
+  AccessTokenPermissionDenied", status=403)`` (the code [VERIFIED: open-dingtalk developerpedia
+  "permission-deny"]; its body adds ``accessdenieddetail.requiredScopes``; the status is a GUESS).
 * Misbehaviour on demand: ``fail`` (the next calls to a path; new API → ``status`` +
   ``{"code": "<code>"}``, legacy → HTTP 200 ``{"errcode": <code>}``), ``expire_tokens``, ``limit`` (a
   token bucket on one API; over it HTTP 403 ``{"code": "Forbidden.AccessDenied.QpsLimitForApi",
@@ -141,6 +173,12 @@ _MAX_PAGE = 100
 _SESSION_TTL_MS = 90 * 60 * 1000
 _INVALID_TOKEN_MSG = "不合法的access_token"
 QPS_LIMIT_CODE = "Forbidden.AccessDenied.QpsLimitForApi"
+QUOTA_CODE = "Forbidden.AccessDenied.ApiCountLimitForOrg"
+QUOTA_ERRCODE = 90020
+QPS_ERRCODE = 90018
+TODO_QUERY = "/org/tasks/query"  # POST /v1.0/todo/users/{unionId}/org/tasks/query
+TODO_PAGE_SIZE = 20
+_TODO_ROLES = frozenset({"executor", "creator", "participant"})
 
 
 # ---- public records --------------------------------------------------------------------------------
@@ -250,6 +288,7 @@ class _User:
     title: str
     unionid: str
     active: bool
+    leads: tuple[int, ...] = ()  # the departments they are a 主管 (leader) of
 
 
 @dataclass
@@ -257,6 +296,83 @@ class _Department:
     dept_id: int
     name: str
     parent: int
+
+
+@dataclass
+class _Todo:
+    """One todo of the org (ids are unionIds; times ms since 1970, 0 = not set)."""
+
+    task_id: str
+    subject: str
+    creator: str
+    executors: list[str]
+    participants: list[str]
+    done: bool
+    created: int
+    modified: int
+    due: int
+    start: int
+    finish: int
+    priority: int
+    description: str
+    biz_tag: str
+    source: str
+
+    def card(self) -> dict[str, Any]:
+        """As the org listing shows it: no executors, no finish time."""
+        card: dict[str, Any] = {
+            "taskId": self.task_id,
+            "subject": self.subject,
+            "isDone": self.done,
+            "creatorId": self.creator,
+            "createdTime": self.created,
+            "modifiedTime": self.modified,
+            "priority": self.priority,
+            "bizTag": self.biz_tag,
+            "sourceId": self.task_id,
+            "todoType": "TODO",
+            "detailUrl": self.links(),
+        }
+        if self.due:
+            card["dueTime"] = self.due
+        return card
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "id": self.task_id,
+            "subject": self.subject,
+            "description": self.description,
+            "startTime": self.start,
+            "dueTime": self.due,
+            "finishTime": self.finish,
+            "done": self.done,
+            "executorIds": list(self.executors),
+            "participantIds": list(self.participants),
+            "creatorId": self.creator,
+            "modifierId": self.creator,
+            "createdTime": self.created,
+            "modifiedTime": self.modified,
+            "priority": self.priority,
+            "source": self.source,
+            "sourceId": self.task_id,
+            "bizTag": self.biz_tag,
+            "detailUrl": self.links(),
+            "isOnlyShowExecutor": False,
+            "requestId": _request_id(),
+        }
+
+    def links(self) -> dict[str, str]:
+        return {
+            "appUrl": f"dingtalk://dingtalkclient/page/todo?taskId={self.task_id}",
+            "pcUrl": f"https://todo.dingtalk.test/tasks/{self.task_id}",
+        }
+
+    def has_role(self, unionid: str, role: str) -> bool:
+        if role == "executor":
+            return unionid in self.executors
+        if role == "creator":
+            return unionid == self.creator
+        return unionid in self.participants
 
 
 @dataclass(eq=False)
@@ -298,7 +414,7 @@ def _now_ms() -> int:
 
 
 _USER_FIELDS = frozenset(
-    {"name", "email", "org_email", "departments", "manager", "title", "unionid", "active"}
+    {"name", "email", "org_email", "departments", "manager", "title", "unionid", "active", "leads"}
 )
 
 
@@ -315,7 +431,7 @@ class DingTalkFake:
         record_calls: bool = True,
         disconnect_delay: float = 0.2,
         ticket_ttl: float = 90.0,
-        list_has_manager: bool = True,
+        list_has_manager: bool = False,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
@@ -351,8 +467,12 @@ class DingTalkFake:
         self._token: str | None = None
         self._tokens: set[str] = set()
         self._tickets: dict[str, tuple[float, set[tuple[str, str]]]] = {}
-        self._failures: list[list[Any]] = []  # [path_suffix, code, status, message, times left]
+        self._failures: list[list[Any]] = []  # [path_suffix, code, status, message, times left, sub_code]
         self._limit: _Limit | None = None
+        self._todos: dict[str, _Todo] = {}  # taskId -> todo, in creation order
+        self._quota_exhausted = False
+        self.todo_page_size = TODO_PAGE_SIZE
+        self.todo_detail_gets: Counter[str] = Counter()  # taskId -> detail GETs answered ("not exist" too)
         self._conns: list[_Conn] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._acks_pending: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
@@ -513,8 +633,10 @@ class DingTalkFake:
         title: str = "",
         unionid: str | None = None,
         active: bool = True,
+        leads: tuple[int, ...] = (),
     ) -> None:
-        """A person (``manager``: the manager's userid, answered as ``manager_userid``)."""
+        """A person (``manager``: the manager's userid, answered as ``manager_userid``; ``leads``: the
+        departments, among ``departments``, they are a 主管 of: ``leader`` in those listings)."""
         user = _User(
             userid,
             name,
@@ -525,6 +647,7 @@ class DingTalkFake:
             title,
             unionid or "union" + hashlib.md5(userid.encode()).hexdigest()[:20],
             active,
+            tuple(leads),
         )
         with self._lock:
             self._users[userid] = user
@@ -538,7 +661,7 @@ class DingTalkFake:
         with self._lock:
             user = self._users[userid]
             for key, value in changes.items():
-                setattr(user, key, tuple(value) if key == "departments" else value)
+                setattr(user, key, tuple(value) if key in ("departments", "leads") else value)
             self._directory_version += 1
 
     def remove_user(self, userid: str) -> None:
@@ -621,20 +744,132 @@ class DingTalkFake:
         status: int = 400,
         message: str = "injected",
         times: int = 1,
+        sub_code: str | int | None = None,
     ) -> None:
         """The next ``times`` calls to a path ending in ``path_suffix`` fail (and change nothing).
 
         New API (``/v1.0/…``): HTTP ``status`` ``{"code": str(code), "message", "requestid"}``; legacy
-        (``/topapi/…``, ``/gettoken``, sessionWebhook): HTTP 200 ``{"errcode": int(code), "errmsg"}``.
+        (``/topapi/…``, ``/gettoken``, sessionWebhook): HTTP 200 ``{"errcode": int(code), "errmsg"}``,
+        plus ``"sub_code": str(sub_code)`` when given (as errcode 88 carries its reason; a string is a
+        GUESS).
         """
         with self._lock:
-            self._failures.append([path_suffix, code, status, message, times])
+            self._failures.append([path_suffix, code, status, message, times, sub_code])
 
     def expire_tokens(self) -> None:
         """Every token issued so far is invalid from now on; the token endpoints mint a new one."""
         with self._lock:
             self._tokens.clear()
             self._token = None
+
+    def qps_storm(self, path_suffix: str = TODO_QUERY, *, times: int = 3) -> None:
+        """The next ``times`` calls to paths ending in ``path_suffix`` are refused as over QPS (new API:
+        HTTP 403 ``QpsLimitForApi``; oapi: errcode 90018), as ``fail`` does."""
+        if path_suffix.startswith("/topapi/"):
+            self.fail(path_suffix, code=QPS_ERRCODE, message="请求过于频繁", times=times)
+        else:
+            self.fail(path_suffix, code=QPS_LIMIT_CODE, status=403, message="请求过于频繁", times=times)
+
+    def exhaust_quota(self, exhausted: bool = True) -> None:
+        """The org's monthly quota is used up (``False``: a new month): API calls are refused until then."""
+        with self._lock:
+            self._quota_exhausted = exhausted
+
+    # ---- todos --------------------------------------------------------------------------------
+
+    def set_unionid(self, userid: str, unionid: str) -> None:
+        """The unionId ``topapi/v2/user/get`` answers for ``userid``."""
+        self.update_user(userid, unionid=unionid)
+
+    def add_todo(
+        self,
+        unionid: str,
+        subject: str,
+        *,
+        executors: list[str] | None = None,
+        participants: list[str] | None = None,
+        done: bool = False,
+        due: int = 0,
+        start: int = 0,
+        priority: int = 20,
+        description: str = "",
+        biz_tag: str = "todo_open_dingcadence",
+        source: str = "todo_open_dingcadence",
+        created: int | None = None,
+        modified: int | None = None,
+        task_id: str | None = None,
+    ) -> str:
+        """A todo created by ``unionid`` (its executor unless ``executors`` says otherwise); its taskId.
+
+        Times are ms since 1970 (``created`` / ``modified`` default to now; ``due`` 0: none).
+        """
+        now = _now_ms()
+        created_ms = now if created is None else created
+        modified_ms = created_ms if modified is None else modified
+        with self._lock:
+            task = task_id or "task" + secrets.token_hex(12)
+            self._todos[task] = _Todo(
+                task,
+                subject,
+                unionid,
+                list(executors) if executors is not None else [unionid],
+                list(participants or []),
+                done,
+                created_ms,
+                modified_ms,
+                due,
+                start,
+                modified_ms if done else 0,
+                priority,
+                description,
+                biz_tag,
+                source,
+            )
+        return task
+
+    def update_todo(
+        self,
+        task_id: str,
+        *,
+        subject: str | None = None,
+        executors: list[str] | None = None,
+        participants: list[str] | None = None,
+        done: bool | None = None,
+        due: int | None = None,
+        priority: int | None = None,
+        description: str | None = None,
+        modified: int | None = None,
+    ) -> None:
+        """Change a todo as a person would: ``modifiedTime`` moves on (to ``modified``, else now and at
+        least 1 ms later); done sets ``finishTime``, reopening clears it."""
+        with self._lock:
+            todo = self._todos[task_id]
+            if subject is not None:
+                todo.subject = subject
+            if executors is not None:
+                todo.executors = list(executors)
+            if participants is not None:
+                todo.participants = list(participants)
+            if due is not None:
+                todo.due = due
+            if priority is not None:
+                todo.priority = priority
+            if description is not None:
+                todo.description = description
+            todo.modified = modified if modified is not None else max(_now_ms(), todo.modified + 1)
+            if done is not None and done != todo.done:
+                todo.done = done
+                todo.finish = todo.modified if done else 0
+
+    def delete_todo(self, task_id: str) -> None:
+        """Gone from every list; its detail answers "task not exist"."""
+        with self._lock:
+            self._todos.pop(task_id, None)
+
+    def todo(self, task_id: str) -> dict[str, Any]:
+        """A todo's detail as the API would answer it now."""
+        with self._lock:
+            return self._todos[task_id].detail()
 
     # ---- HTTP ---------------------------------------------------------------------------------
 
@@ -675,10 +910,13 @@ class DingTalkFake:
                 failure[4] -= 1
                 if failure[4] <= 0:
                     self._failures.remove(failure)
-                _, code, status, message, _ = failure
+                _, code, status, message, _, sub_code = failure
                 if path.startswith("/v1.0/"):
                     raise _api_error(str(code), message, status)
-                raise _oapi_error(int(code) if str(code).lstrip("-").isdigit() else code, message)
+                refusal = _oapi_error(int(code) if str(code).lstrip("-").isdigit() else code, message)
+                if sub_code is not None:
+                    refusal.body["sub_code"] = str(sub_code)
+                raise refusal
         if not isinstance(body, dict | None):
             raise self._bad_request(path, "the body must be a JSON object")
         body = body or {}
@@ -692,7 +930,10 @@ class DingTalkFake:
             return self._send_by_session(query, body)
         if path.startswith("/v1.0/"):
             self._authorize_api(headers)
+            self._metered(path)
             self._admit(path)
+            if path.startswith("/v1.0/todo/"):
+                return self._todo_api(verb, path, body)
             if path == BATCH_SEND and verb == "POST":
                 return self._batch_send(body)
             if path == "/v1.0/card/instances/createAndDeliver" and verb == "POST":
@@ -708,6 +949,7 @@ class DingTalkFake:
             raise _api_error("InvalidAction.NotFound", f"Specified api is not found: {verb} {path}", 404)
         if path.startswith("/topapi/"):
             self._authorize_oapi(query)
+            self._metered(path)
             self._admit(path)
             if path == "/topapi/v2/department/listsub":
                 return self._listsub(body)
@@ -747,6 +989,60 @@ class DingTalkFake:
         stats.admitted += 1
         stats.first = now if stats.first is None else stats.first
         stats.last = now
+
+    def _metered(self, path: str) -> None:
+        """Refuse a metered call while the monthly quota is used up (``exhaust_quota``)."""
+        if not self._quota_exhausted:
+            return
+        if path.startswith("/v1.0/"):
+            raise _api_error(QUOTA_CODE, "企业本月 API 调用次数已达上限", 403)
+        raise _oapi_error(QUOTA_ERRCODE, "企业本月 API 调用次数已达上限")
+
+    # ---- todos --------------------------------------------------------------------------------
+
+    def _todo_api(self, verb: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        parts = path.split("/")  # "", "v1.0", "todo", "users", unionId, ...
+        if len(parts) == 8 and parts[3] == "users" and path.endswith(TODO_QUERY) and verb == "POST":
+            return self._todo_query(parts[4], body)
+        if len(parts) == 7 and parts[3] == "users" and parts[5] == "tasks" and verb == "GET":
+            return self._todo_detail(parts[6])
+        raise _api_error("InvalidAction.NotFound", f"Specified api is not found: {verb} {path}", 404)
+
+    def _todo_query(self, unionid: str, body: dict[str, Any]) -> dict[str, Any]:
+        token = body.get("nextToken")
+        token = "0" if token in (None, "") else token
+        if not isinstance(token, str) or not token.isdigit():
+            raise _api_error("InvalidParameter", f"nextToken 不合法: {token!r}")
+        is_done = body.get("isDone")
+        if is_done is not None and not isinstance(is_done, bool):
+            raise _api_error("InvalidParameter", "isDone 必须是布尔值")
+        roles = body.get("roleTypes")
+        if roles is not None and (
+            not isinstance(roles, list)
+            or not all(
+                isinstance(group, list) and group and all(r in _TODO_ROLES for r in group) for group in roles
+            )
+        ):
+            raise _api_error("InvalidParameter", "roleTypes 须为 executor/creator/participant 的二维数组")
+        matching = [
+            todo
+            for todo in self._todos.values()
+            if (is_done is None or todo.done == is_done)
+            and (not roles or any(all(todo.has_role(unionid, role) for role in group) for group in roles))
+        ]
+        start = int(token)
+        end = start + self.todo_page_size
+        return {
+            "todoCards": [todo.card() for todo in matching[start:end]],
+            "nextToken": str(end) if end < len(matching) else None,
+        }
+
+    def _todo_detail(self, task_id: str) -> dict[str, Any]:
+        self.todo_detail_gets[task_id] += 1
+        todo = self._todos.get(task_id)
+        if todo is None:
+            raise _api_error("todo.taskQuery.paramError", "task not exist")
+        return todo.detail()
 
     # ---- gateway and tokens -------------------------------------------------------------------
 
@@ -984,7 +1280,8 @@ class DingTalkFake:
         ]
         return {"errcode": 0, "errmsg": "ok", "result": result, "request_id": secrets.token_hex(6)}
 
-    def _user_json(self, user: _User, *, with_manager: bool) -> dict[str, Any]:
+    def _user_json(self, user: _User, *, with_manager: bool, listed_in: int | None = None) -> dict[str, Any]:
+        """A user/list item (``listed_in``: the department listed) or, without it, a user/get result."""
         answer: dict[str, Any] = {
             "userid": user.userid,
             "unionid": user.unionid,
@@ -994,11 +1291,14 @@ class DingTalkFake:
             "active": user.active,
             "admin": False,
             "boss": False,
-            "leader": False,
             "hide_mobile": False,
             "job_number": "",
             "avatar": "",
         }
+        if listed_in is not None:
+            answer["leader"] = listed_in in user.leads
+        else:
+            answer["leader_in_dept"] = [{"dept_id": d, "leader": d in user.leads} for d in user.departments]
         if user.email:
             answer["email"] = user.email
         if user.org_email:
@@ -1020,7 +1320,7 @@ class DingTalkFake:
         page = members[cursor : cursor + size]
         result: dict[str, Any] = {
             "has_more": cursor + size < len(members),
-            "list": [self._user_json(u, with_manager=self.list_has_manager) for u in page],
+            "list": [self._user_json(u, with_manager=self.list_has_manager, listed_in=dept_id) for u in page],
         }
         if result["has_more"]:
             result["next_cursor"] = cursor + size
