@@ -302,6 +302,11 @@ from bot.outbox_cli import outbox  # noqa: E402  (imports this module's _setting
 
 main.add_command(outbox)
 
+# ---- cadence sync: task sources (the commands live in bot/sync_cli.py) ----------------------------
+from bot.sync_cli import sync  # noqa: E402  (imports this module's _settings lazily)
+
+main.add_command(sync)
+
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from scheduler.leader import Leadership
 from scheduler.planner import Planned, Planner
 from scheduler.reminders import Reminders
 from scheduler.starter import Starter
+from scheduler.sync_jobs import SyncJobs
 from storage.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,12 @@ class SchedulerService:
         reminders: Reminders,
         tick_seconds: float,
         on_queued: Callable[[], None] = lambda: None,
+        sync: SyncJobs | None = None,
+        sync_check_seconds: float = 60.0,
     ) -> None:
         self.leadership, self.planner, self.starter, self.reminders = leadership, planner, starter, reminders
         self.tick_seconds = tick_seconds
+        self.sync, self.sync_check_seconds = sync, sync_check_seconds
         self.on_queued = on_queued  # delivery's kick: new outbox rows are there now
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -76,6 +80,18 @@ class SchedulerService:
         except Exception:  # the next tick tries again; a planner bug must not stop delivery
             log.exception("scheduler tick failed")
 
+    async def sync_due(self) -> int:
+        """Run the task-source syncs that are due, if this process leads; returns how many ran."""
+        if self.sync is None or not self.leadership.is_leader:
+            return 0
+        return len(await self.sync.run_due())
+
+    async def _safe_sync(self) -> None:
+        try:
+            await self.sync_due()
+        except Exception:  # each source records its own failures; this is a bug: log, try next time
+            log.exception("task-source sync failed")
+
     def start(self) -> None:
         """Start the jobs on the running asyncio loop: a leadership check, then the planning tick."""
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -95,6 +111,15 @@ class SchedulerService:
             coalesce=True,
             id="plan",
         )
+        if self.sync is not None:
+            # its own job: a sync takes minutes and must not hold up planning and reminders
+            scheduler.add_job(
+                self._safe_sync,
+                IntervalTrigger(seconds=self.sync_check_seconds),
+                max_instances=1,
+                coalesce=True,
+                id="sync",
+            )
         scheduler.start()
         self._scheduler = scheduler
 

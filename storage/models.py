@@ -213,3 +213,126 @@ class AuditLog(SQLModel, table=True):
     action: str = Field(max_length=64, index=True)
     subject_id: int | None = Field(default=None, foreign_key="person.id")
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TaskItem(SQLModel, table=True):
+    """One item of a task source (Jira issue, Feishu task, DingTalk todo), as last read.
+
+    Unique on (source, tenant, external_id). ``content_hash`` lets a re-read in the overlap window
+    skip the write. A deleted item is kept with ``deleted_at`` and why (a tombstone).
+    """
+
+    __table_args__ = (
+        UniqueConstraint("source", "tenant", "external_id", name="uq_task_item_external"),
+        Index("ix_task_item_scope", "source", "tenant", "scope"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    tenant: str = Field(default="", max_length=256)
+    external_id: str = Field(max_length=128)
+    scope: str = Field(max_length=200)
+    external_key: str | None = Field(default=None, max_length=128)
+    url: str | None = Field(default=None, max_length=1000)
+    title: str = Field(max_length=1000)
+    item_type: str = Field(default="task", max_length=64)
+    status_raw: str | None = Field(default=None, max_length=128)
+    status_category: str = Field(max_length=16)
+    created_at: datetime | None = None
+    updated_at: datetime
+    due_at: datetime | None = None
+    due_all_day: bool = Field(default=False)
+    completed_at: datetime | None = None
+    container: str | None = Field(default=None, max_length=256)
+    estimate_points: float | None = None
+    iteration: str | None = Field(default=None, max_length=256)
+    labels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    content_hash: str = Field(max_length=64)
+    raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    first_seen_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = None
+    tombstone_reason: str | None = Field(default=None, max_length=32)
+
+
+class TaskAssignee(SQLModel, table=True):
+    """Who an item is assigned to: the source's user id, and the person it maps to once known."""
+
+    __table_args__ = (
+        Index("ix_task_assignee_source_user", "source", "tenant", "source_user_id"),
+        Index("ix_task_assignee_person", "person_id", "task_item_id"),
+    )
+    task_item_id: int = Field(foreign_key="taskitem.id", primary_key=True)
+    source_user_id: str = Field(max_length=256, primary_key=True)
+    source: str = Field(max_length=32)
+    tenant: str = Field(default="", max_length=256)
+    display_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    person_id: int | None = Field(default=None, foreign_key="person.id")
+
+
+class SyncCursor(SQLModel, table=True):
+    """Where one source's scope was read up to; advanced only after a run of it succeeds."""
+
+    source: str = Field(max_length=32, primary_key=True)
+    tenant: str = Field(default="", max_length=256, primary_key=True)
+    scope: str = Field(max_length=200, primary_key=True)
+    # the newest ``updated`` seen, capped at the run's start minus the source's consistency lag
+    hwm: datetime | None = None
+    # where a failed run stopped (the source's page token), to restart there
+    resume: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    resume_since: datetime | None = None
+    # when the read that stopped began: a resumed read can miss what changed since then ahead of its
+    # page token, so the cursor may advance only to this (minus the lag)
+    resume_started_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_reconcile_at: datetime | None = None
+    consecutive_failures: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class SyncRun(SQLModel, table=True):
+    """One run of one source: when, what it read and changed, and how it ended."""
+
+    __table_args__ = (Index("ix_sync_run_source_started", "source", "started_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    tenant: str = Field(default="", max_length=256)
+    kind: str = Field(default="incremental", max_length=16)  # incremental | full | reconcile
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    status: str = Field(default="running", max_length=16)  # running | ok | failed | partial
+    items_read: int = Field(default=0)
+    items_changed: int = Field(default=0)
+    items_deleted: int = Field(default=0)
+    requests: int = Field(default=0)
+    # the source's users on items that map to nobody in the org: [{id, name, email}], trimmed
+    unknown_people: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class OAuthGrant(SQLModel, table=True):
+    """A person's authorisation for Cadence to read a source as them (Feishu user tokens), refreshable."""
+
+    __table_args__ = (UniqueConstraint("person_id", "source", "tenant", name="uq_oauth_grant_person_source"),)
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    source: str = Field(max_length=32)
+    tenant: str = Field(default="", max_length=256)
+    subject: str = Field(default="", max_length=256)  # the source's id of the person (open_id)
+    access_token: str = Field(sa_column=Column(Text, nullable=False))
+    access_expires_at: datetime
+    refresh_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    refresh_expires_at: datetime | None = None
+    scope: str = Field(default="", max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class OAuthState(SQLModel, table=True):
+    """A pending authorisation link: the ``state`` sent out, whose it is, and until when it is good."""
+
+    state: str = Field(max_length=64, primary_key=True)
+    person_id: int = Field(foreign_key="person.id")
+    source: str = Field(max_length=32)
+    expires_at: datetime
