@@ -35,6 +35,8 @@ Progress = Callable[[int], None]  # told the number of items read so far in this
 UNKNOWN_KEPT = 50  # unknown people named in a run's report (the count is kept whole)
 # a source saying "wait this long" ends its run: the next scheduled run tries again
 STOP_SOURCE_AFTER_S = 60.0
+# the cursor row that remembers when the source was last asked about people it had no id of
+PEOPLE_SCOPE = "people:lookup"
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ class SourceSync:
                 await tasks.source_identities(session, source=connector.source),
                 await tasks.emails_to_people(session),
             )
-        if connector.people_first:
+        lookup_due = await self._people_lookup_due()
+        if connector.people_first and lookup_due:
             members = await self._find_people(members, attribution)
         scopes = await connector.scopes(members)
         self.report.scopes = len(scopes)
@@ -173,11 +176,22 @@ class SourceSync:
             self.report.status = "failed"  # not one scope was read to the end
         if not any_incremental and scopes:
             self.report.kind = "full"
-        # the people the items could not name: looked up (by email) once per full or reconcile run
-        looks_up = self.report.kind == "full" or bool(self.options.reconcile)
-        if looks_up and not connector.people_first and self.report.unknown_count:
+        # the people the items could not name: looked up (by email) when lookups are due
+        if lookup_due and not connector.people_first and self.report.unknown_count:
             await self._find_people(members, attribution)
         await self._remember(attribution)
+        if lookup_due:
+            async with self.db.sessions() as session, session.begin():
+                await sync_state.save_cursor(session, scope=PEOPLE_SCOPE, hwm=started, **self._key)
+
+    async def _people_lookup_due(self) -> bool:
+        """Whether to ask the source about members it has no id of: on a full or reconcile run, and
+        otherwise once a ``reconcile_every`` (someone it does not know costs a call per run else)."""
+        if self.options.full or self.options.reconcile:
+            return True
+        async with self.db.sessions() as session:
+            last = (await sync_state.cursor(session, scope=PEOPLE_SCOPE, **self._key)).hwm
+        return last is None or self.now() - last >= self.options.reconcile_every
 
     async def _find_people(self, members: list[Member], attribution: _Attribution) -> list[Member]:
         """Ask the source for members it has no mapping of; returns the members with their new ids."""

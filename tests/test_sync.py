@@ -284,3 +284,35 @@ async def test_one_failing_source_does_not_stop_the_others(
     async with org.sessions() as session:
         runs = (await session.execute(select(SyncRun.status).order_by(SyncRun.id))).scalars().all()
     assert runs == ["failed", "ok"]
+
+
+async def test_dingtalk_todos_are_read_per_person_once_their_union_id_is_known(org: Database) -> None:
+    from connectors.dingtalk_todos import DingtalkTodosConnector
+    from tests.fakes.dingtalk import DingTalkFake
+
+    week_ago = int((datetime.now(UTC) - timedelta(days=7)).timestamp() * 1000)
+    async with DingTalkFake() as fake:
+        # 张伟's DingTalk userid is in the org file; his unionId is learnt from the directory once
+        fake.add_user("0411283457", name="张伟", unionid="union-zhang-wei")
+        fake.add_todo("union-zhang-wei", "接入钉钉待办", done=True, created=week_ago, modified=week_ago)
+        fake.add_todo("union-zhang-wei", "整理周报模板", created=week_ago, modified=week_ago)
+        connector = DingtalkTodosConnector(
+            client_id=fake.client_id,
+            client_secret=fake.client_secret,
+            api_url=fake.url,
+            oapi_url=fake.url,
+            per_s=None,
+        )
+        try:
+            first = await SourceSync(org, connector).run()
+            lookups = fake.call_counts["/topapi/v2/user/get"]
+            fake.add_todo("union-zhang-wei", "评审绩效表单")
+            second = await SourceSync(org, connector).run()
+        finally:
+            await connector.close()
+
+    assert (first.status, first.kind, first.items_read, first.items_changed) == ("ok", "full", 2, 2)
+    assert (second.status, second.kind, second.items_changed) == ("ok", "incremental", 1)
+    # the unionId is remembered: the second run asks the directory nothing
+    assert fake.call_counts["/topapi/v2/user/get"] == lookups
+    assert await titles_of(org, "zhang.wei@example.com") == ["接入钉钉待办", "整理周报模板", "评审绩效表单"]
