@@ -9,6 +9,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from aiohttp import web
+
 from bot.delivery import Delivery
 from bot.forms import FormService
 from bot.health import Metrics, add_health_routes, start_health
@@ -16,8 +18,11 @@ from bot.platforms.base import IncomingEvent, Platform
 from bot.rate_limits import RateLimiter
 from bot.router import Router
 from bot.settings import Settings
+from bot.task_links import add_callback_route
+from bot.task_sources import build_task_sources, intervals
 from conversations.engine import Engine
 from conversations.ritual_loader import load_catalog
+from conversations.task_sources import TaskSources
 from scheduler.calendars import QuietHours
 from scheduler.leader import Leadership
 from scheduler.planner import Planner
@@ -25,6 +30,7 @@ from scheduler.reminders import Policy, Reminders
 from scheduler.runner import SchedulerService
 from scheduler.schedules import load_schedules
 from scheduler.starter import Starter
+from scheduler.sync_jobs import ScheduledSource, SyncJobs
 from scheduler.timing import PersonTiming
 from storage.clock import utcnow
 from storage.engine import Database
@@ -47,7 +53,16 @@ class App:
             quiet=QuietHours(start=quiet.start, end=quiet.end, enabled=quiet.enabled),
             company_days_off=self.schedules.days_off,
         )
-        self.engine = Engine(self.catalog, snooze_minutes=settings.snooze_minutes, timing=self.timing)
+        # task sources (Jira, Feishu tasks, DingTalk todos): synced on the scheduler, shown in rituals
+        self.task_sources = build_task_sources(settings, self.db)
+        self.engine = Engine(
+            self.catalog,
+            snooze_minutes=settings.snooze_minutes,
+            timing=self.timing,
+            tasks=TaskSources(
+                enabled=tuple(settings.enabled_task_sources()), auth_links=self.task_sources.feishu_links
+            ),
+        )
         self.router = Router(
             self.db,
             self.engine,
@@ -59,7 +74,7 @@ class App:
         self.metrics = Metrics()
         for platform in platforms.values():
             platform.forms, platform.metrics = forms, self.metrics
-            platform.extra_routes = lambda web_app: add_health_routes(web_app, self.db, self.metrics)
+            platform.extra_routes = self.add_routes
         chat = (("slack", settings.slack), ("feishu", settings.feishu), ("dingtalk", settings.dingtalk))
         limiter = RateLimiter(
             per_platform={name: section.rate_per_s for name, section in chat},
@@ -78,6 +93,16 @@ class App:
         )
         self.scheduler = self._scheduler(settings)
 
+    def add_routes(self, web_app: web.Application) -> web.Application:
+        """Health, metrics and (with Feishu tasks) the authorisation callback, on whichever server."""
+        add_health_routes(web_app, self.db, self.metrics)
+        return self.add_task_routes(web_app)
+
+    def add_task_routes(self, web_app: web.Application) -> web.Application:
+        if self.task_sources.feishu_links is not None:
+            add_callback_route(web_app, self.task_sources.feishu_links)
+        return web_app
+
     def _scheduler(self, settings: Settings) -> SchedulerService:
         # scheduled prompts go to the first platform switched on (one platform per deployment today)
         platform = next(iter(self.platforms), "console")
@@ -93,7 +118,15 @@ class App:
             reminders=Reminders(self.db, self.catalog, self.timing, platform=platform, default=default),
             tick_seconds=config.tick_seconds,
             on_queued=self.delivery.kick,
+            sync=self._sync_jobs(settings),
         )
+
+    def _sync_jobs(self, settings: Settings) -> SyncJobs | None:
+        connectors = self.task_sources.connectors
+        if not connectors:
+            return None
+        every = intervals(settings)
+        return SyncJobs(self.db, {name: ScheduledSource(c, every[name]) for name, c in connectors.items()})
 
     def _delivery_concurrency(self, settings: Settings) -> int:
         # SQLite has one connection: more senders only queue on it, ahead of the journal writes that
@@ -130,6 +163,7 @@ class App:
         await self.scheduler.stop()
         for platform in self.platforms.values():
             await platform.stop()
+        await self.task_sources.close()
         await self.db.dispose()
 
 
@@ -171,7 +205,13 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     serving_http = any(getattr(p, "http_address", None) for p in app.platforms.values())
     health = None
     if not serving_http:
-        health = await start_health(app.db, app.metrics, host=settings.http_host, port=settings.http_port)
+        health = await start_health(
+            app.db,
+            app.metrics,
+            host=settings.http_host,
+            port=settings.http_port,
+            more_routes=app.add_task_routes,
+        )
     try:
         await app.delivery.run(stop)
     finally:

@@ -11,7 +11,7 @@ import bisect
 import logging
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
@@ -183,10 +183,20 @@ def health_routes(db: Database, metrics: Metrics, *, timeout: float = HEALTH_TIM
 
 
 async def start_health(
-    db: Database, metrics: Metrics, *, host: str, port: int, timeout: float = HEALTH_TIMEOUT
+    db: Database,
+    metrics: Metrics,
+    *,
+    host: str,
+    port: int,
+    timeout: float = HEALTH_TIMEOUT,
+    more_routes: Callable[[web.Application], object] | None = None,
 ) -> web.AppRunner:
-    """Serve ``health_routes`` on ``host:port`` (0: a free port, see ``bound_port``); stop: ``cleanup()``."""
-    runner = web.AppRunner(health_routes(db, metrics, timeout=timeout), shutdown_timeout=5.0)
+    """Serve ``health_routes`` (and ``more_routes``) on ``host:port`` (0: a free port, see
+    ``bound_port``); stop: ``cleanup()``."""
+    web_app = health_routes(db, metrics, timeout=timeout)
+    if more_routes is not None:
+        more_routes(web_app)
+    runner = web.AppRunner(web_app, shutdown_timeout=5.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

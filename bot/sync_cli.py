@@ -73,7 +73,7 @@ def sync() -> None:
 @click.option("--reconcile", is_flag=True, help="Also look for items deleted at the source now.")
 def sync_run(source: str | None, full: bool, reconcile: bool) -> None:
     """Sync every switched-on source now, or only SOURCE (jira, feishu_task, dingtalk_todo)."""
-    from bot.task_sources import build_connectors
+    from bot.task_sources import build_task_sources
     from storage.engine import Database
     from storage.migrate import upgrade
 
@@ -91,11 +91,11 @@ def sync_run(source: str | None, full: bool, reconcile: bool) -> None:
 
     async def run() -> list[RunReport]:
         database = Database(settings.database_url)
-        connectors = build_connectors(settings, only=[source] if source else None)
+        sources = build_task_sources(settings, database, only=[source] if source else None)
         reports = []
         try:
             await upgrade(database.engine)
-            for name, connector in connectors.items():
+            for name, connector in sources.connectors.items():
                 label = _name(name, locale)
                 click.echo(t("sync.reading", locale, source=label), err=True)
                 drawn: list[int] = []
@@ -113,8 +113,7 @@ def sync_run(source: str | None, full: bool, reconcile: bool) -> None:
                 click.echo("\n".join(format_report(report, locale)))
                 reports.append(report)
         finally:
-            for connector in connectors.values():
-                await connector.close()
+            await sources.close()
             await database.dispose()
         return reports
 
@@ -187,6 +186,8 @@ async def _status_lines(
             next=_when(run.started_at + every, locale),
         )
     ]
+    if run.status == "failed" and run.error:
+        lines.append(t("sync.error_line", locale, error=run.error.splitlines()[0][:300]))
     lines += [
         t("sync.failing_scope", locale, scope=scope, count=count, error=(error or "")[:300])
         for scope, count, error in await sync_state.failing_scopes(session, source=source)

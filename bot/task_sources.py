@@ -1,11 +1,17 @@
-"""The task sources the settings switch on, built as connectors (and their sync schedule)."""
+"""The task sources the settings switch on: connectors, their sync schedule, Feishu's per-person grants."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.settings import Settings
+from bot.task_links import FeishuTaskLinks
 from connectors.base import Connector
+from storage.engine import Database
+
+# Feishu's tasklist listing allows 50 calls a second per app (task-sources reference §3.3)
+FEISHU_TASKS_PER_S = 50.0
 
 
 def intervals(settings: Settings) -> dict[str, timedelta]:
@@ -17,17 +23,31 @@ def intervals(settings: Settings) -> dict[str, timedelta]:
     }
 
 
-def build_connectors(
-    settings: Settings, *, only: list[str] | None = None, user_grants: object = None
-) -> dict[str, Connector]:
-    """A connector per switched-on source (``only``: just these); each owns an HTTP pool: close it."""
+@dataclass
+class TaskSourceSet:
+    """What the switched-on sources need at run time; ``close()`` releases their HTTP pools."""
+
+    connectors: dict[str, Connector] = field(default_factory=dict)
+    feishu_links: FeishuTaskLinks | None = None
+
+    async def close(self) -> None:
+        for connector in self.connectors.values():
+            await connector.close()
+        if self.feishu_links is not None:
+            await self.feishu_links.store.oauth.close()
+
+
+def build_task_sources(
+    settings: Settings, database: Database, *, only: list[str] | None = None
+) -> TaskSourceSet:
+    """A connector per switched-on source (``only``: just these)."""
     wanted = [s for s in settings.enabled_task_sources() if only is None or s in only]
-    built: dict[str, Connector] = {}
+    built = TaskSourceSet()
     if "jira" in wanted:
         from connectors.jira import JiraConnector
 
         jira = settings.jira
-        built["jira"] = JiraConnector(
+        built.connectors["jira"] = JiraConnector(
             base_url=jira.base_url,
             deployment=jira.deployment,
             email=jira.email or None,
@@ -37,21 +57,26 @@ def build_connectors(
             per_s=jira.rate_per_s,
         )
     if "feishu_task" in wanted:
+        from connectors.feishu_oauth import FeishuOAuth, GrantStore
         from connectors.feishu_tasks import FeishuTasksConnector
 
         feishu = settings.feishu
-        built["feishu_task"] = FeishuTasksConnector(
+        oauth = FeishuOAuth(app_id=feishu.app_id, app_secret=feishu.app_secret, base_url=feishu.base_url)
+        store = GrantStore(database, oauth, tenant=feishu.app_id)
+        built.feishu_links = FeishuTaskLinks(store, public_base_url=settings.public_base_url)
+        built.connectors["feishu_task"] = FeishuTasksConnector(
             app_id=feishu.app_id,
             app_secret=feishu.app_secret,
             base_url=feishu.base_url,
-            per_s=feishu.tasks_rate_per_s,
-            user_grants=user_grants,  # type: ignore[arg-type]
+            tenant=feishu.app_id,
+            user_grants=store.fresh_grants,
+            per_s=feishu.tasks_rate_per_s or FEISHU_TASKS_PER_S,
         )
     if "dingtalk_todo" in wanted:
         from connectors.dingtalk_todos import DEFAULT_PER_S, DingtalkTodosConnector
 
         dingtalk = settings.dingtalk
-        built["dingtalk_todo"] = DingtalkTodosConnector(
+        built.connectors["dingtalk_todo"] = DingtalkTodosConnector(
             client_id=dingtalk.client_id,
             client_secret=dingtalk.client_secret,
             api_url=dingtalk.api_url,

@@ -109,7 +109,9 @@ class SourceSync:
 
     async def run(self) -> RunReport:
         started = self.now()
-        self.report.kind = "full" if self.options.full else "incremental"
+        async with self.db.sessions() as session:
+            read_before = await sync_state.has_read(session, **self._key)
+        self.report.kind = "incremental" if read_before and not self.options.full else "full"
         async with self.db.sessions() as session, session.begin():
             run_id = await sync_state.start_run(session, kind=self.report.kind, now=started, **self._key)
         requests_before = self.connector.requests

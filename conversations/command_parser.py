@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "view": ("view", "show", "查看"),
     "away": ("away", "请假到", "休假到", "请假至", "休假至", "请假", "休假"),
     "returned": ("销假",),
+    "connect": ("connect", "authorize", "authorise", "授权", "连接"),
 }
 SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "start": ("start", "open", "开始", "发起", "启动"),
@@ -23,16 +24,31 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "remind": ("remind", "nudge", "提醒", "催办"),
     "close": ("close", "end", "关闭", "结束"),
 }
+# what "me" and "connect" may be about: "me tasks", "connect tasks"
+ABOUT: dict[str, tuple[str, ...]] = {"tasks": ("tasks", "task", "todos", "任务", "待办")}
+# whole words that stand for a command and its subject (Chinese needs no space between them)
+PHRASES: dict[str, tuple[str, str]] = {
+    "我的任务": ("me", "tasks"),
+    "我的待办": ("me", "tasks"),
+    "授权任务": ("connect", "tasks"),
+    "连接任务": ("connect", "tasks"),
+}
 OPTIONS: dict[str, tuple[str, ...]] = {
     "dept": ("--dept", "--department", "--部门"),
     "people": ("--people", "--person", "--人员"),
     "due": ("--due", "--截止"),
 }
 _GLUED = ("请假到", "休假到", "请假至", "休假至")
-_FIRST_WORDS = frozenset(w for words in COMMANDS.values() for w in words) | {"cadence"}
+_FIRST_WORDS = frozenset(w for words in COMMANDS.values() for w in words) | {"cadence", *PHRASES}
 _PREFIXES = ("/cadence", "/节拍", "cadence", "/")
 # parse errors that mean "this was never a command" rather than "a command, typed wrong"
-_NOT_COMMANDS = ("cmd.unknown", "cmd.unbalanced_quote", "cmd.unknown_sub", "cmd.cycle_needs_sub")
+_NOT_COMMANDS = (
+    "cmd.unknown",
+    "cmd.unbalanced_quote",
+    "cmd.unknown_sub",
+    "cmd.cycle_needs_sub",
+    "cmd.connect_what",
+)
 
 
 @dataclass(frozen=True)
@@ -88,12 +104,7 @@ def looks_like_command(text: str) -> bool:
     parsed = parse_command(text)
     if isinstance(parsed, CommandError):
         # "Cycle time dropped 20%" is an answer: only a known sub-command makes "cycle" a command
-        return parsed.key not in (
-            "cmd.unknown",
-            "cmd.unbalanced_quote",
-            "cmd.unknown_sub",
-            "cmd.cycle_needs_sub",
-        )
+        return parsed.key not in _NOT_COMMANDS
     arity = {
         "help": (0, 0),
         "me": (0, 0),
@@ -102,6 +113,7 @@ def looks_like_command(text: str) -> bool:
         "cycle": (0, 9),
         "away": (1, 4),
         "returned": (0, 0),
+        "connect": (0, 0),
     }
     low, high = arity[parsed.name]
     if parsed.name == "view" and "@" not in (parsed.args[0] if parsed.args else ""):
@@ -122,10 +134,17 @@ def parse_command(text: str) -> Command | CommandError:
         # Chinese needs no space: "请假到12月10日" is the command and its date
         tokens = [glued, tokens[0][len(glued) :], *tokens[1:]]
         name = _lookup(glued, COMMANDS)
+    if name is None and tokens[0].lower() in PHRASES:
+        name, about = PHRASES[tokens[0].lower()]
+        tokens = [name, about, *tokens[1:]]
     if name is None:
         return CommandError("cmd.unknown", {"word": tokens[0][:40]})
     rest = tokens[1:]
     sub = None
+    if name in ("me", "connect") and rest and _lookup(rest[0], ABOUT) is not None:
+        sub, rest = _lookup(rest[0], ABOUT), rest[1:]
+    elif name == "connect":
+        return CommandError("cmd.connect_what")
     if name == "cycle":
         if not rest:
             return CommandError("cmd.cycle_needs_sub")

@@ -1,25 +1,31 @@
-"""Run a parsed command for a person: help, cycle start/status/remind/close, me, lang, view."""
+"""Run a parsed command for a person: help, cycle start/status/remind/close, me, me tasks, connect
+tasks, lang, view, away."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conversations import cycle_service, status_views
+from conversations import cycle_service, status_views, task_evidence
 from conversations.answers import normalize, small_number
 from conversations.away import parse_away
 from conversations.command_parser import Command, CommandError, parse_command
 from conversations.engine import Engine
 from conversations.i18n import normalize_locale, t
-from conversations.messages import Message, Tone
+from conversations.messages import Field_, Message, Tone
 from conversations.outgoing import Outgoing, PersonContext, Replies
 from conversations.periods import default_due, end_of_day, local_date, parse_due, period_label
+from conversations.task_evidence import RECENT_DAYS
+from conversations.task_sources import TaskSources
 from storage import audit, cycles, people
 from storage.clock import utcnow
 from storage.models import Cycle
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +36,13 @@ class CommandContext:
     person: PersonContext
     replies: Replies
     engine: Engine
+    # the task sources enabled and the authorisation links (None: the engine's, as the settings say)
+    tasks: TaskSources | None = None
+
+    @property
+    def task_sources(self) -> TaskSources:
+        """The task sources in force for this command."""
+        return self.tasks if self.tasks is not None else self.engine.tasks
 
     def say(self, key: str, tone: Tone = Tone.PLAIN, **values: object) -> list[Outgoing]:
         """One reply in the person's language."""
@@ -234,6 +247,73 @@ async def _me(ctx: CommandContext, _: Command) -> list[Outgoing]:
     return [ctx.replies(await status_views.my_rituals(ctx.session, ctx.engine, ctx.person))]
 
 
+async def _me_tasks(ctx: CommandContext, _: Command) -> list[Outgoing]:
+    """``me tasks``: the person's items of the last two weeks, and anything overdue, with links."""
+    sources = ctx.task_sources
+    locale = ctx.person.locale
+    title = t("tasks.me_title", locale)
+    if not sources.enabled:
+        return [ctx.replies(Message(title=title, text=t("tasks.none_configured", locale)))]
+    now = utcnow()
+    window = task_evidence.recent_window(timezone=ctx.person.timezone, now=now)
+    found = await task_evidence.gather(
+        ctx.session,
+        wanted={ctx.person.id: (ctx.person.id, ctx.person.timezone, window)},
+        sources=sources.enabled,
+        now=now,
+    )
+    evidence = found[ctx.person.id]
+    names = task_evidence.sources_text(evidence.sources, locale)
+    # "connect tasks" is the way to a person's Feishu tasks: worth saying where they may be missing
+    hint = t("tasks.connect_hint", locale) if sources.needing_auth and sources.auth_links else None
+    if evidence.empty:
+        text = t("tasks.me_nothing", locale, sources=names, days=RECENT_DAYS)
+        return [ctx.replies(Message(title=title, text=text, hint=hint))]
+    text = t(
+        "tasks.me_head",
+        locale,
+        sources=names,
+        days=RECENT_DAYS,
+        period=t("tasks.period", locale, first=evidence.first_day, last=evidence.last_day),
+        done=evidence.total(task_evidence.DONE),
+        progress=evidence.total(task_evidence.IN_PROGRESS),
+        overdue=evidence.total(task_evidence.OVERDUE),
+    )
+    fields = task_evidence.fields(evidence, locale, ctx.person.timezone)
+    return [ctx.replies(Message(title=title, text=text, fields=fields, hint=hint))]
+
+
+async def _connect_tasks(ctx: CommandContext, _: Command) -> list[Outgoing]:
+    """``connect tasks``: a link to let Cadence read the person's tasks, where a source needs one."""
+    sources = ctx.task_sources
+    locale = ctx.person.locale
+    if not sources.enabled:
+        return ctx.say("tasks.connect_none")
+    needing = sources.needing_auth
+    if not needing:
+        return ctx.say(
+            "tasks.connect_not_needed", sources=task_evidence.sources_text(sources.enabled, locale)
+        )
+    names = task_evidence.sources_text(needing, locale)
+    if sources.auth_links is None:
+        return ctx.say("tasks.connect_unavailable", Tone.WARNING, sources=names)
+    try:
+        link = await sources.auth_links.link(ctx.person.id, locale)
+    except Exception:  # the provider's trouble (a network call, its database): said, logged, not fatal
+        log.exception("making a task authorisation link for person %s failed", ctx.person.id)
+        return ctx.say("tasks.connect_failed", Tone.ERROR)
+    if not link:
+        return ctx.say("tasks.connect_unavailable", Tone.WARNING, sources=names)
+    button = Field_(label=names, value=t("tasks.connect_open", locale), url=link)
+    message = Message(
+        title=t("tasks.connect_title", locale),
+        text=t("tasks.connect_text", locale, sources=names),
+        fields=(button,),
+        tone=Tone.PROMPT,
+    )
+    return [ctx.replies(message)]
+
+
 async def _lang(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
     word = cmd.args[0] if len(cmd.args) == 1 else ""
     locale = normalize_locale(word, default="")
@@ -295,6 +375,8 @@ HANDLERS: dict[str, Handler] = {
     "cycle.remind": _cycle_remind,
     "cycle.close": _cycle_close,
     "me": _me,
+    "me.tasks": _me_tasks,
+    "connect.tasks": _connect_tasks,
     "lang": _lang,
     "view": _view,
     "away": _away,

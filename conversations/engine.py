@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conversations import prompts
+from conversations import prompts, task_evidence
 from conversations.answers import Accepted, form_problems, normalize, parse_answer, small_number
 from conversations.control import Control, ControlWord, parse_control, snooze_until
 from conversations.i18n import t
@@ -21,9 +21,11 @@ from conversations.outgoing import Outgoing, PersonContext, Replies
 from conversations.prompts import EDIT, RESUME, SUMMARY
 from conversations.ritual_loader import RitualCatalog
 from conversations.ritual_model import Part, Ritual, Step
+from conversations.task_evidence import EVIDENCE, Evidence
+from conversations.task_sources import NO_TASK_SOURCES, TaskSources
 from conversations.timing import ANYTIME, Timing
 from storage import assignments as store
-from storage import audit, people
+from storage import audit, cycles, people, task_views
 from storage.assignments import ConversationRow
 from storage.clock import utcnow
 from storage.cycles import ritual_body
@@ -33,19 +35,59 @@ class Engine:
     """Runs ritual conversations; platform-free, stateless between calls except for caches."""
 
     def __init__(
-        self, catalog: RitualCatalog, *, snooze_minutes: int = 120, timing: Timing = ANYTIME
+        self,
+        catalog: RitualCatalog,
+        *,
+        snooze_minutes: int = 120,
+        timing: Timing = ANYTIME,
+        tasks: TaskSources = NO_TASK_SOURCES,
     ) -> None:
         self.catalog = catalog
         self.snooze_minutes = snooze_minutes
         # quiet hours, calendars and leave: supplied by the scheduler through the composition root
         self.timing = timing
+        # the task sources the settings enable (none: the rituals show no task list)
+        self.tasks = tasks
         self._rituals: dict[int, Ritual] = {}
+        self._periods: dict[int, str] = {}
 
     async def ritual(self, session: AsyncSession, ritual_id: int) -> Ritual:
         """The question set a cycle runs on (stored with the cycle; cached, it never changes)."""
         if ritual_id not in self._rituals:
             self._rituals[ritual_id] = Ritual.model_validate(await ritual_body(session, ritual_id=ritual_id))
         return self._rituals[ritual_id]
+
+    async def period(self, session: AsyncSession, cycle_id: int) -> str:
+        """A cycle's period label (cached: it never changes)."""
+        if cycle_id not in self._periods:
+            cycle = await cycles.get_cycle(session, cycle_id=cycle_id)
+            self._periods[cycle_id] = cycle.period if cycle is not None else ""
+        return self._periods[cycle_id]
+
+    async def evidence(
+        self, session: AsyncSession, step: Step, convs: list[tuple[ConversationRow, PersonContext]]
+    ) -> dict[int, Evidence]:
+        """What the task systems show each person for their assignment's period (by assignment id),
+        kept with its answers; nothing when ``step`` shows none or no source is enabled."""
+        if step.evidence is None or not self.tasks.enabled or not convs:
+            return {}
+        now = utcnow()
+        wanted = {
+            conv.id: (
+                person.id,
+                person.timezone,
+                task_evidence.period_window(
+                    step.evidence,
+                    await self.period(session, conv.cycle_id),
+                    timezone=person.timezone,
+                    now=now,
+                ),
+            )
+            for conv, person in convs
+        }
+        found = await task_evidence.gather(session, wanted=wanted, sources=self.tasks.enabled, now=now)
+        await task_views.keep_shown(session, step=EVIDENCE, shown={a: e.to_json() for a, e in found.items()})
+        return found
 
     # ---- entry points -------------------------------------------------------------------------
 
@@ -171,10 +213,10 @@ class Engine:
             versions = await store.open_many(
                 session, assignment_ids=[c.id for c in convs], first_step=part.steps[0].id, now=utcnow()
             )
-            for conv in convs:
-                if conv.id not in versions:
-                    continue  # started meanwhile by the person's own event
-                person = by_id[conv.person_id]
+            # started meanwhile by the person's own event: left alone
+            opened = [(c, by_id[c.person_id]) for c in convs if c.id in versions]
+            shown = await self.evidence(session, part.steps[0], opened)
+            for conv, person in opened:
                 key, message = prompts.first_prompt(
                     ritual,
                     part,
@@ -182,6 +224,8 @@ class Engine:
                     version=versions[conv.id],
                     locale=person.locale,
                     subject=person.name,
+                    evidence=shown.get(conv.id),
+                    timezone=person.timezone,
                 )
                 version = versions[conv.id]
                 out.append(
@@ -276,6 +320,8 @@ class Turn:
             locale=self.locale,
             subject=self.subject,
             alongside=await self._alongside(),
+            evidence=await self._evidence(first),
+            timezone=self.person.timezone,
         )
         self._emit(key, message, kind="intro")
         return self.out
@@ -302,6 +348,16 @@ class Turn:
             detail={"assignment": own, "why": "manager assessment"},
         )
         return prompts.answer_fields(self.ritual.parts[0], answers, self.locale, self.subject)
+
+    async def _evidence(self, step: Step, *, gather: bool = True) -> Evidence | None:
+        """What the task systems showed at ``step``: as first shown (kept with the answers), or
+        gathered now when it was not shown yet (and ``gather``)."""
+        if step.evidence is None or not self.engine.tasks.enabled:
+            return None  # no source enabled: the ritual is asked as written
+        found = task_evidence.stored(await store.answers_for(self.session, assignment_id=self.conv.id))
+        if found is not None or not gather:
+            return found
+        return (await self.engine.evidence(self.session, step, [(self.conv, self.person)])).get(self.conv.id)
 
     # ---- messages -----------------------------------------------------------------------------
 
@@ -365,16 +421,19 @@ class Turn:
                 subject=self.subject,
             )
             return key, message
+        step = self._step()
         message = prompts.question(
             self.ritual,
             self.part,
-            self._step(),
+            step,
             assignment_id=self.conv.id,
             version=self.version,
             locale=self.locale,
             subject=self.subject,
             current=current,
             reason=reason,
+            evidence=await self._evidence(step),
+            timezone=self.person.timezone,
         )
         return key, message
 
@@ -405,14 +464,36 @@ class Turn:
 
     async def _answer(self, text: str) -> list[Outgoing]:
         step = self._step()
+        evidence = await self._evidence(step, gather=False)
+        if evidence is not None and evidence.done and task_evidence.is_confirmation(text):
+            return await self._take_evidence(step, evidence, [])
         result = parse_answer(step, text, self.locale)
         if not isinstance(result, Accepted):
             return await self.ask(reason=result.reason)
+        if evidence is not None:
+            return await self._take_evidence(step, evidence, result.value)
         return await self._store_and_advance(step, result.value, skipped=False)
+
+    async def _take_evidence(self, step: Step, evidence: Evidence, additions: list[str]) -> list[Outgoing]:
+        """Answer a step that showed the task list; on to the next step."""
+        value = await self._counted(step, evidence, additions)
+        return await self._store_and_advance(step, value, skipped=False)
+
+    async def _counted(self, step: Step, evidence: Evidence, additions: list[str]) -> list[str]:
+        """The answer to a step that showed the task list: its done items, then what the person added.
+        The record of what was shown now also says what was counted and when."""
+        value = evidence.answer(additions, limit=step.max_length)
+        confirmed = evidence.confirmed(value, at=utcnow(), limit=step.max_length)
+        await store.save_answer(
+            self.session, assignment_id=self.conv.id, step=EVIDENCE, value=confirmed.to_json()
+        )
+        return value
 
     async def apply_form(self, answers: dict[str, str]) -> list[Outgoing]:
         """Store every answer of a form (re-checked here: the form may have changed hands), then summary."""
-        wrong = form_problems(self.part, answers, self.locale)
+        shows = next((s for s in self.part.steps if s.evidence is not None), None)
+        evidence = await self._evidence(shows, gather=False) if shows is not None else None
+        wrong = form_problems(task_evidence.form_part(self.part, evidence), answers, self.locale)
         if wrong:
             lines = [
                 f"{self.part.steps.index(s) + 1}. {wrong[s.id]}" for s in self.part.steps if s.id in wrong
@@ -422,6 +503,8 @@ class Turn:
             given = (answers.get(step.id) or "").strip()
             result = parse_answer(step, given, self.locale) if given else None
             value = result.value if isinstance(result, Accepted) else None
+            if step.evidence is not None and evidence is not None and (value is not None or evidence.done):
+                value = await self._counted(step, evidence, value or [])
             await store.save_answer(
                 self.session, assignment_id=self.conv.id, step=step.id, value=value, skipped=value is None
             )
@@ -442,6 +525,10 @@ class Turn:
 
     async def _skip(self) -> list[Outgoing]:
         step = self._step()
+        evidence = await self._evidence(step, gather=False)
+        if evidence is not None and evidence.done:
+            # nothing to add to the listed done items: they are the answer
+            return await self._take_evidence(step, evidence, [])
         if step.required:
             return await self.ask(reason=t("chat.required", self.locale))
         return await self._store_and_advance(step, None, skipped=True)

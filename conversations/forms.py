@@ -11,11 +11,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from conversations import task_evidence
 from conversations.answers import form_problems
 from conversations.engine import Engine
 from conversations.i18n import t
 from conversations.outgoing import PersonContext
-from conversations.ritual_model import StepType
+from conversations.ritual_model import Part, StepType
+from conversations.task_evidence import Evidence
 from storage import assignments
 
 
@@ -67,22 +69,29 @@ async def form_for(
     if conv is None or conv.person_id != person.id or conv.status not in assignments.HOLDING:
         return None
     ritual = await engine.ritual(session, conv.ritual_id)
-    part = ritual.part(conv.part)
     answers = await assignments.answers_for(session, assignment_id=conv.id)
-    fields = tuple(
-        FormField(
+    evidence = _evidence(engine, answers)
+    # with the task list's done items counted already, the form asks only for what they miss
+    part = task_evidence.form_part(ritual.part(conv.part), evidence)
+    fields = []
+    for step in part.steps:
+        hint = step.hint.get(person.locale) if step.hint else None
+        value = answers.get(step.id, (None, True))[0]
+        if step.evidence is not None and evidence is not None and evidence.done:
+            hint = t("tasks.form_hint", person.locale, count=len(evidence.done))
+            value = evidence.additions(value) if value is not None else None
+        field = FormField(
             step=step.id,
             label=step.prompt.get(person.locale),
-            hint=step.hint.get(person.locale) if step.hint else None,
+            hint=hint,
             required=step.required,
             options=_options(step, person.locale),
             multiline=step.type in (StepType.TEXT, StepType.LIST),
-            initial=_initial(answers.get(step.id, (None, True))[0]),
+            initial=_initial(value),
         )
-        for step in part.steps
-    )
+        fields.append(field)
     title = ritual.title.get(person.locale)
-    return Form(conv.id, conv.version, title, t("chat.form_submit", person.locale), fields)
+    return Form(conv.id, conv.version, title, t("chat.form_submit", person.locale), tuple(fields))
 
 
 async def check(
@@ -93,4 +102,13 @@ async def check(
     if conv is None or conv.person_id != person.id or conv.status not in assignments.HOLDING:
         return None
     ritual = await engine.ritual(session, conv.ritual_id)
-    return form_problems(ritual.part(conv.part), answers, person.locale)
+    part: Part = ritual.part(conv.part)
+    if engine.tasks.enabled and any(s.evidence is not None for s in part.steps):
+        stored = await assignments.answers_for(session, assignment_id=conv.id)
+        part = task_evidence.form_part(part, _evidence(engine, stored))
+    return form_problems(part, answers, person.locale)
+
+
+def _evidence(engine: Engine, answers: dict[str, tuple[Any, bool]]) -> Evidence | None:
+    """What the task list showed, as the engine counts it (only while a task source is enabled)."""
+    return task_evidence.stored(answers) if engine.tasks.enabled else None

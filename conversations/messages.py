@@ -63,11 +63,13 @@ class Button(BaseModel):
 
 
 class Field_(BaseModel):
-    """A labelled value in a summary (question → answer)."""
+    """A labelled value in a summary (question → answer); with ``url``, the value links there
+    (a task in Jira, an authorisation page): each platform renders the link natively."""
 
     model_config = ConfigDict(frozen=True)
     label: str
     value: str
+    url: str | None = None
 
 
 class Message(BaseModel):
@@ -94,7 +96,8 @@ class Message(BaseModel):
             lines.append(f"【{self.title}】")
         lines.append(self.text)
         for field in self.fields:
-            lines.append(f"  • {field.label}: {field.value}")
+            link = f" <{field.url}>" if field.url else ""
+            lines.append(f"  • {field.label}: {field.value}{link}")
         for i, button in enumerate(self.buttons, start=1):
             lines.append(f"  [{i}] {button.label}")
         if self.hint:

@@ -51,3 +51,26 @@ def default_due(now: datetime, *, days: int, timezone: str) -> datetime:
     """The end of the day ``days`` after today, local time."""
     local = now.astimezone(ZoneInfo(timezone)).date()
     return end_of_day(local + timedelta(days=days), timezone)
+
+
+_WEEK_LABEL = re.compile(r"^(\d{4})-W(\d{2})$")
+_MONTH_LABEL = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def period_days(period: str, label: str, *, today: date) -> tuple[date, date]:
+    """The first day of the week or month ``label`` names (``2026-W48``, ``2026-11``) and the first day
+    after it; the period holding ``today`` when the label is not one of ``period``'s."""
+    try:
+        if period == "week" and (match := _WEEK_LABEL.match(label)):
+            first = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+            return first, first + timedelta(days=7)
+        if period == "month" and (match := _MONTH_LABEL.match(label)):
+            first = date(int(match.group(1)), int(match.group(2)), 1)
+            return first, (first + timedelta(days=32)).replace(day=1)
+    except ValueError:
+        pass  # "2026-W60", "2026-13": a label no period has; fall back to today's period
+    if period == "week":
+        first = today - timedelta(days=today.weekday())
+        return first, first + timedelta(days=7)
+    first = today.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from conversations import task_evidence
 from conversations.answers import format_answer
 from conversations.i18n import t
 from conversations.messages import Action, Button, Field_, Message, Tone
 from conversations.ritual_model import Part, Ritual, Step, StepType
+from conversations.task_evidence import Evidence
 
 SUMMARY = "__summary__"
 EDIT = "__edit__"
@@ -56,22 +58,39 @@ def question(
     subject: str,
     current: Any = None,
     reason: str | None = None,
+    evidence: Evidence | None = None,
+    timezone: str = "UTC",
 ) -> Message:
-    """One question with its hint, buttons, and (after ``back``) the answer it had."""
+    """One question with its hint, buttons, and (after ``back``) the answer it had.
+
+    With ``evidence`` (what the task systems show), the question comes after a line saying what they
+    show and lists the items; when they list done items, it asks what the list misses instead, and a
+    button confirms the list as it is.
+    """
     number = [s.id for s in part.steps].index(step.id) + 1
+    confirming = evidence is not None and bool(evidence.done) and step.evidence_prompt is not None
+    asked = step.evidence_prompt if confirming and step.evidence_prompt else step.prompt
     text = t(
-        "chat.question",
-        locale,
-        n=number,
-        total=len(part.steps),
-        prompt=_fill(step.prompt.get(locale), subject),
+        "chat.question", locale, n=number, total=len(part.steps), prompt=_fill(asked.get(locale), subject)
     )
+    fields: tuple[Field_, ...] = ()
+    buttons = _buttons(step, assignment_id, version, locale)
+    hints = [step.hint.get(locale)] if step.hint else []
+    if evidence is not None:
+        text = f"{task_evidence.headline(evidence, locale)}\n{text}"
+        fields = task_evidence.fields(evidence, locale, timezone)
+    if confirming:
+        action = Action(
+            assignment_id=assignment_id, step=step.id, version=version, value=task_evidence.CONFIRM
+        )
+        buttons = (Button(label=t("tasks.confirm", locale), action=action, primary=True),)
+        hints = [t("tasks.confirm_hint", locale)]
     if reason:
         text = f"{reason}\n{text}"
-    fields: tuple[Field_, ...] = ()
     if current is not None:
-        fields = (Field_(label=t("chat.current_answer", locale), value=format_answer(step, current, locale)),)
-    hints = [step.hint.get(locale)] if step.hint else []
+        fields += (
+            Field_(label=t("chat.current_answer", locale), value=format_answer(step, current, locale)),
+        )
     hints.append(t("chat.optional_hint" if not step.required else "chat.controls_hint", locale))
     return Message(
         title=_title(ritual, part, locale, subject),
@@ -79,7 +98,7 @@ def question(
         hint=("" if locale == "zh-CN" else " ").join(hints),
         tone=Tone.WARNING if reason else Tone.PROMPT,
         fields=fields,
-        buttons=_buttons(step, assignment_id, version, locale),
+        buttons=buttons,
         meta={"assignment": str(assignment_id), "step": step.id},
     )
 
@@ -130,13 +149,24 @@ def first_prompt(
     locale: str,
     subject: str,
     alongside: tuple[Field_, ...] = (),
+    evidence: Evidence | None = None,
+    timezone: str = "UTC",
 ) -> tuple[str, Message]:
-    """The key and the message that open a conversation: the intro with the first question."""
+    """The key and the message that open a conversation: the intro with the first question (after
+    what the task systems show, when it asks about them)."""
     step = part.steps[0]
     message = opening(
         intro(ritual, part, assignment_id=assignment_id, locale=locale, subject=subject, alongside=alongside),
         question(
-            ritual, part, step, assignment_id=assignment_id, version=version, locale=locale, subject=subject
+            ritual,
+            part,
+            step,
+            assignment_id=assignment_id,
+            version=version,
+            locale=locale,
+            subject=subject,
+            evidence=evidence,
+            timezone=timezone,
         ),
     )
     return prompt_key(assignment_id, version, step.id), message

@@ -56,6 +56,10 @@ class Step(BaseModel):
     options: tuple[Option, ...] = ()
     labels: dict[int, LocalText] = Field(default_factory=dict)
     max_items: int = Field(default=5, ge=1, le=50)
+    # show what the person's task systems say for the ritual's week or month above this question
+    # (when a task source is enabled), asking ``evidence_prompt`` instead when it lists done items
+    evidence: Literal["week", "month"] | None = None
+    evidence_prompt: LocalText | None = None
 
     @model_validator(mode="after")
     def _fits_type(self) -> Self:
@@ -74,6 +78,15 @@ class Step(BaseModel):
             raise ValueError(f"labels are only allowed on rating steps, not {self.type}")
         if self.min_length > self.max_length:
             raise ValueError("min_length is larger than max_length")
+        if self.evidence is not None:
+            if self.type is not StepType.LIST:
+                raise ValueError(
+                    f"evidence is only allowed on list steps (done items join the list), not {self.type}"
+                )
+            if self.evidence_prompt is None:
+                raise ValueError("a step with evidence needs an evidence_prompt (asked below done items)")
+        elif self.evidence_prompt is not None:
+            raise ValueError("evidence_prompt is only allowed on a step with evidence")
         return self
 
 
@@ -95,6 +108,17 @@ class Part(BaseModel):
                 raise ValueError(f"step id {step.id!r} is used twice")
             seen.add(step.id)
         return steps
+
+    @model_validator(mode="after")
+    def _evidence_for_oneself(self) -> Self:
+        shown = [s.id for s in self.steps if s.evidence is not None]
+        if shown and self.audience != "self":
+            raise ValueError(
+                f"step {shown[0]!r}: evidence is only shown in a part about oneself (audience self)"
+            )
+        if len(shown) > 1:
+            raise ValueError(f"only one step of a part may show evidence; {', '.join(shown)} do")
+        return self
 
     def step(self, step_id: str) -> Step | None:
         """The step named ``step_id``, if this part has it."""
@@ -136,6 +160,13 @@ class Ritual(BaseModel):
         ids = [p.id for p in self.parts]
         if len(set(ids)) != len(ids):
             raise ValueError("part ids must be unique")
+        for part in self.parts:
+            for step in part.steps:
+                if step.evidence is not None and step.evidence != self.period:
+                    raise ValueError(
+                        f"step {step.id!r} shows evidence for a {step.evidence}, "
+                        f"but the ritual's period is a {self.period}"
+                    )
         return self
 
     def part(self, part_id: str) -> Part:

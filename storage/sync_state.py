@@ -141,3 +141,11 @@ async def failing_scopes(session: AsyncSession, *, source: str) -> list[tuple[st
         .order_by(C.c.consecutive_failures.desc())
     )
     return [(scope, n, err) for scope, n, err in rows]
+
+
+async def has_read(session: AsyncSession, *, source: str, tenant: str) -> bool:
+    """Whether any scope of the source was read to the end before (else the next run is a full one)."""
+    found = await session.execute(
+        select(C.c.scope).where(C.c.source == source, C.c.tenant == tenant, C.c.hwm.is_not(None)).limit(1)
+    )
+    return found.first() is not None

@@ -9,6 +9,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -31,7 +32,7 @@ async def serve() -> AsyncIterator[Serve]:
     runners: list[aiohttp.web.AppRunner] = []
     databases: list[Database] = []
 
-    async def start(db: Database | str, metrics: Metrics | None = None, **options: float) -> str:
+    async def start(db: Database | str, metrics: Metrics | None = None, **options: Any) -> str:
         if isinstance(db, str):
             db = Database(db, pool_size=1)
             databases.append(db)

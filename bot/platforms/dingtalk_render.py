@@ -31,7 +31,11 @@ def _clip(text: str, limit: int) -> str:
 def _body(message: Message) -> list[str]:
     lines = [_MARK.get(message.tone, "") + message.text.replace("\n", "  \n")]
     for field in message.fields:
-        lines.append(f"**{field.label}**  \n{field.value.replace(chr(10), '  ' + chr(10))}")
+        value = field.value.replace(chr(10), "  " + chr(10))
+        if field.url:  # a markdown link; brackets and spaces in the url would end it early
+            target = field.url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+            value = f"[{value}]({target})"
+        lines.append(f"**{field.label}**  \n{value}")
     return lines
 
 

@@ -65,11 +65,16 @@ def _markdown_escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def _field(label: str, value: str) -> dict[str, Any]:
-    return {
-        "tag": "markdown",
-        "content": f"**{_markdown_escape(_clip(label, 200))}**\n{_markdown_escape(_clip(value, _TEXT))}",
-    }
+def _link_target(url: str) -> str:
+    """A url that cannot end the markdown link early (its brackets and spaces percent-encoded)."""
+    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+
+
+def _field(label: str, value: str, url: str | None = None) -> dict[str, Any]:
+    shown = _markdown_escape(_clip(value, _TEXT))
+    if url:
+        shown = f"[{shown}]({_link_target(url)})"
+    return {"tag": "markdown", "content": f"**{_markdown_escape(_clip(label, 200))}**\n{shown}"}
 
 
 def _button(label: str, value: dict[str, Any], *, primary: bool = False, name: str = "") -> dict[str, Any]:
@@ -105,7 +110,7 @@ def card(message: Message) -> dict[str, Any]:
     elements: list[dict[str, Any]] = [
         _plain(("" if message.title else _MARK.get(message.tone, "")) + message.text)
     ]
-    elements.extend(_field(f.label, f.value) for f in message.fields)
+    elements.extend(_field(f.label, f.value, f.url) for f in message.fields)
     buttons = [
         _button(b.label, {ACTION_KEY: b.action.encode()}, primary=b.primary, name=f"a{i}")
         for i, b in enumerate(message.buttons)

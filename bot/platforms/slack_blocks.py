@@ -19,6 +19,13 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _linked(text: str, url: str | None) -> str:
+    """``text`` escaped, as a link to ``url`` when there is one (``<url|text>``; "|" would end the url)."""
+    if not url:
+        return escape(text)
+    return f"<{escape(url).replace('|', '%7C')}|{escape(_clip(text, 500))}>"
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -35,7 +42,7 @@ def blocks(message: Message) -> list[dict[str, Any]]:
         out.append({"type": "header", "text": {"type": "plain_text", "text": _clip(message.title, _HEADER)}})
     out.append(_section(_MARK.get(message.tone, "") + escape(message.text)))
     fields = [
-        {"type": "mrkdwn", "text": _clip(f"*{escape(f.label)}*\n{escape(f.value)}", _FIELD)}
+        {"type": "mrkdwn", "text": _clip(f"*{escape(f.label)}*\n{_linked(f.value, f.url)}", _FIELD)}
         for f in message.fields
     ]
     for start in range(0, len(fields), _FIELDS):
