@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from conversations.answers import normalize
+from conversations.mentions import is_mention
 
 # canonical command → words people type for it
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -17,7 +18,16 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "away": ("away", "请假到", "休假到", "请假至", "休假至", "请假", "休假"),
     "returned": ("销假",),
     "connect": ("connect", "authorize", "authorise", "授权", "连接"),
+    # the 1:1 assistant
+    "agenda": ("agenda", "议程"),
+    "oneonone": ("1on1", "1:1", "one-on-one", "oneonone", "一对一", "面谈"),
+    "note": ("note", "记录"),
+    "feedback": ("feedback", "反馈"),
+    "stats": ("stats", "statistics", "统计"),
+    "record": ("record", "档案"),
 }
+# commands whose words after the mention are free text ("note @alice didn't miss a deadline")
+FREE_TEXT = frozenset({"note", "feedback", "oneonone"})
 SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "start": ("start", "open", "开始", "发起", "启动"),
     "status": ("status", "progress", "状态", "进度"),
@@ -86,6 +96,10 @@ def _tokens(text: str) -> list[str] | CommandError:
     try:
         return shlex.split(cleaned)
     except ValueError:
+        words = cleaned.split()
+        # free text may hold an apostrophe ("didn't"): split on spaces, the handler reads ``raw``
+        if words and _lookup(words[0], COMMANDS) in FREE_TEXT:
+            return words
         return CommandError("cmd.unbalanced_quote")
 
 
@@ -114,10 +128,17 @@ def looks_like_command(text: str) -> bool:
         "away": (1, 4),
         "returned": (0, 0),
         "connect": (0, 0),
+        "agenda": (1, 1),
+        "oneonone": (1, 4),
+        "note": (2, 500),
+        "feedback": (1, 500),
+        "stats": (0, 2),
+        "record": (0, 1),
     }
     low, high = arity[parsed.name]
-    if parsed.name == "view" and "@" not in (parsed.args[0] if parsed.args else ""):
-        return False
+    needs_mention = ("view", "agenda", "oneonone", "note", "feedback")
+    if parsed.name in needs_mention and not any(is_mention(a) for a in parsed.args[:6]):
+        return False  # "note that the build is green" is an answer, not a command
     return low <= len(parsed.args) <= high
 
 

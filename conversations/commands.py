@@ -5,48 +5,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from conversations import cycle_service, status_views, task_evidence
+from conversations import (
+    agenda_commands,
+    cycle_service,
+    one_on_one_commands,
+    peer_feedback_commands,
+    record_commands,
+    status_views,
+    task_evidence,
+)
 from conversations.answers import normalize, small_number
 from conversations.away import parse_away
 from conversations.command_parser import Command, CommandError, parse_command
-from conversations.engine import Engine
+from conversations.commands_base import CommandContext
 from conversations.i18n import normalize_locale, t
 from conversations.messages import Field_, Message, Tone
-from conversations.outgoing import Outgoing, PersonContext, Replies
+from conversations.outgoing import Outgoing
 from conversations.periods import default_due, end_of_day, local_date, parse_due, period_label
 from conversations.task_evidence import RECENT_DAYS
-from conversations.task_sources import TaskSources
 from storage import audit, cycles, people
 from storage.clock import utcnow
 from storage.models import Cycle
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CommandContext:
-    """Everything a command handler may use."""
-
-    session: AsyncSession
-    person: PersonContext
-    replies: Replies
-    engine: Engine
-    # the task sources enabled and the authorisation links (None: the engine's, as the settings say)
-    tasks: TaskSources | None = None
-
-    @property
-    def task_sources(self) -> TaskSources:
-        """The task sources in force for this command."""
-        return self.tasks if self.tasks is not None else self.engine.tasks
-
-    def say(self, key: str, tone: Tone = Tone.PLAIN, **values: object) -> list[Outgoing]:
-        """One reply in the person's language."""
-        return [self.replies(Message(text=t(key, self.person.locale, **values), tone=tone))]
 
 
 Handler = Callable[[CommandContext, Command], Awaitable[list[Outgoing]]]
@@ -369,6 +352,13 @@ async def _returned(ctx: CommandContext, _: Command) -> list[Outgoing]:
 
 
 HANDLERS: dict[str, Handler] = {
+    # the 1:1 assistant: agendas, 1:1 records, notes, peer feedback, records and figures
+    "agenda": agenda_commands.agenda,
+    "oneonone": one_on_one_commands.oneonone,
+    "note": one_on_one_commands.note,
+    "feedback": peer_feedback_commands.feedback,
+    "record": record_commands.record,
+    "stats": record_commands.stats,
     "help": _help,
     "cycle.start": _cycle_start,
     "cycle.status": _cycle_status,

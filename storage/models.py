@@ -336,3 +336,111 @@ class OAuthState(SQLModel, table=True):
     person_id: int = Field(foreign_key="person.id")
     source: str = Field(max_length=32)
     expires_at: datetime
+
+
+class OneOnOnePair(SQLModel, table=True):
+    """A manager and a report who meet 1:1 every ``every_days``, the agenda ``lead_hours`` before."""
+
+    __table_args__ = (UniqueConstraint("manager_id", "report_id", name="uq_one_on_one_pair"),)
+    id: int | None = Field(default=None, primary_key=True)
+    manager_id: int = Field(foreign_key="person.id", index=True)
+    report_id: int = Field(foreign_key="person.id", index=True)
+    every_days: int = Field(default=14)
+    lead_hours: float = Field(default=2.0)
+    # the next meeting (UTC); the agenda goes out lead_hours before it, in the manager's day
+    next_at: datetime | None = Field(default=None, index=True)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OneOnOne(SQLModel, table=True):
+    """One 1:1 meeting of a pair: its agenda, and the manager's record of it afterwards."""
+
+    __table_args__ = (UniqueConstraint("pair_id", "scheduled_at", name="uq_one_on_one_meeting"),)
+    id: int | None = Field(default=None, primary_key=True)
+    pair_id: int | None = Field(default=None, foreign_key="oneononepair.id", index=True)
+    manager_id: int = Field(foreign_key="person.id", index=True)
+    report_id: int = Field(foreign_key="person.id", index=True)
+    scheduled_at: datetime
+    agenda: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    agenda_sent_at: datetime | None = None
+    recorded_at: datetime | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FeedbackItem(SQLModel, table=True):
+    """One statement of a 1:1 record: a strength, an improvement or a resource need; specific or not."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    one_on_one_id: int = Field(foreign_key="oneonone.id", index=True)
+    kind: str = Field(max_length=16)  # strength | improvement | resource
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    specific: bool = Field(default=False)
+    # the person was asked once for a concrete example; kept_as_is: they chose to keep the vague text
+    nudged: bool = Field(default=False)
+    kept_as_is: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ActionItem(SQLModel, table=True):
+    """A 1:1 action item: who does what by when; open ones carry into the next agenda."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    one_on_one_id: int = Field(foreign_key="oneonone.id", index=True)
+    report_id: int = Field(foreign_key="person.id", index=True)
+    owner_id: int = Field(foreign_key="person.id", index=True)
+    text: str = Field(max_length=500)
+    due_on: date | None = None
+    done_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class KeyEvent(SQLModel, table=True):
+    """Something worth remembering about a person (``note @alice …``), for agendas and assessments."""
+
+    __table_args__ = (Index("ix_key_event_subject_at", "subject_id", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: int = Field(foreign_key="person.id")
+    author_id: int = Field(foreign_key="person.id")
+    text: str = Field(max_length=1000)
+    specific: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PeerFeedback(SQLModel, table=True):
+    """360 micro-feedback from one colleague to another: up to 3 items of up to 280 characters."""
+
+    __table_args__ = (Index("ix_peer_feedback_recipient_at", "recipient_id", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    giver_id: int = Field(foreign_key="person.id", index=True)
+    recipient_id: int = Field(foreign_key="person.id")
+    items: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    anonymous: bool = Field(default=False)
+    request_id: int | None = Field(default=None, foreign_key="feedbackrequest.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FeedbackRequest(SQLModel, table=True):
+    """Someone asked a colleague for feedback (at most 5 colleagues per ask)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: int = Field(foreign_key="person.id", index=True)
+    asked_id: int = Field(foreign_key="person.id", index=True)
+    anonymous: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)
+    answered_at: datetime | None = None
+
+
+class QualityReview(SQLModel, table=True):
+    """HR's 1–5 score of a sampled 1:1 record, with a comment; the sample is seeded, so reproducible."""
+
+    __table_args__ = (UniqueConstraint("one_on_one_id", "month", name="uq_quality_review_record_month"),)
+    id: int | None = Field(default=None, primary_key=True)
+    one_on_one_id: int = Field(foreign_key="oneonone.id", index=True)
+    month: str = Field(max_length=7)  # "2026-11"
+    seed: int
+    reviewer_id: int = Field(foreign_key="person.id", index=True)
+    score: int | None = None
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sent_at: datetime | None = None
+    scored_at: datetime | None = None

@@ -1,0 +1,15 @@
+"""Chat commands of the 1:1 assistant: oneonone,note (being built)."""
+
+from __future__ import annotations
+
+from conversations.command_parser import Command
+from conversations.commands_base import CommandContext
+from conversations.outgoing import Outgoing
+
+
+async def oneonone(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    return ctx.say("cmd.unknown", word=cmd.name)
+
+
+async def note(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    return ctx.say("cmd.unknown", word=cmd.name)

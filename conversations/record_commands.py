@@ -1,0 +1,15 @@
+"""Chat commands of the 1:1 assistant: record,stats (being built)."""
+
+from __future__ import annotations
+
+from conversations.command_parser import Command
+from conversations.commands_base import CommandContext
+from conversations.outgoing import Outgoing
+
+
+async def record(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    return ctx.say("cmd.unknown", word=cmd.name)
+
+
+async def stats(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
+    return ctx.say("cmd.unknown", word=cmd.name)
