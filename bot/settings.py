@@ -207,6 +207,9 @@ class JiraSettings(_Section):
     # an OAuth 2.0 access token on Cloud (then base_url is https://api.atlassian.com/ex/jira/<cloudid>),
     # a personal access token on Data Center
     bearer_token: str = ""
+    # where people open issues when base_url is OAuth's API gateway (https://acme.atlassian.net);
+    # empty: base_url
+    site_url: str = ""
     # which issues to read, e.g. ``project in (PAY, CORE)``; empty reads every issue the account sees
     jql: str = ""
     interval_minutes: float = Field(default=30.0, ge=1.0)

@@ -23,6 +23,15 @@ def intervals(settings: Settings) -> dict[str, timedelta]:
     }
 
 
+def feishu_accounts_url(base_url: str) -> str:
+    """Where people authorise (and codes are traded): Feishu's or Lark's accounts domain for their open
+    platform; for any other FEISHU_DOMAIN (a proxy, a regional domain, a test fake) that same URL, which
+    must then answer the accounts paths too (there is no setting of its own for it yet)."""
+    from connectors.feishu_oauth import ACCOUNTS
+
+    return ACCOUNTS.get(base_url.rstrip("/"), base_url.rstrip("/"))
+
+
 @dataclass
 class TaskSourceSet:
     """What the switched-on sources need at run time; ``close()`` releases their HTTP pools."""
@@ -54,6 +63,7 @@ def build_task_sources(
             api_token=jira.api_token or None,
             bearer_token=jira.bearer_token or None,
             jql=jira.jql,
+            site_url=jira.site_url.strip() or None,
             per_s=jira.rate_per_s,
         )
     if "feishu_task" in wanted:
@@ -61,7 +71,12 @@ def build_task_sources(
         from connectors.feishu_tasks import FeishuTasksConnector
 
         feishu = settings.feishu
-        oauth = FeishuOAuth(app_id=feishu.app_id, app_secret=feishu.app_secret, base_url=feishu.base_url)
+        oauth = FeishuOAuth(
+            app_id=feishu.app_id,
+            app_secret=feishu.app_secret,
+            base_url=feishu.base_url,
+            accounts_url=feishu_accounts_url(feishu.base_url),
+        )
         store = GrantStore(database, oauth, tenant=feishu.app_id)
         built.feishu_links = FeishuTaskLinks(store, public_base_url=settings.public_base_url)
         built.connectors["feishu_task"] = FeishuTasksConnector(
