@@ -10,6 +10,7 @@ import html
 import logging
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.feishu_oauth import (
     GrantStore,
@@ -37,8 +38,8 @@ class FeishuTaskLinks:
         self.store = store
         self.redirect_uri = redirect_uri(public_base_url)
 
-    async def link(self, person_id: int, locale: str) -> str | None:
-        return await self.store.link(person_id, self.redirect_uri)
+    async def link(self, person_id: int, locale: str, *, session: AsyncSession) -> str | None:
+        return await self.store.link(person_id, self.redirect_uri, session=session)
 
 
 def add_callback_route(web_app: web.Application, links: FeishuTaskLinks) -> None:

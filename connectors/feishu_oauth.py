@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.feishu_tasks import FEISHU, LARK, SOURCE, USER_SCOPE_MISSING, UserGrant, feishu_rate_limited
 from connectors.http import Sleep, SourceError, SourceHttp
@@ -254,24 +255,28 @@ class GrantStore:
         self._identity = (identity_platform, identity_tenant)
         self._gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def new_state(self, person_id: int) -> str:
-        """A fresh ``state`` for one person's link, good for ``state_ttl`` and one use."""
+    async def new_state(self, person_id: int, *, session: AsyncSession | None = None) -> str:
+        """A fresh ``state`` for one person's link, good for ``state_ttl`` and one use; written in
+        ``session`` (committed with the caller's transaction) when given, else in its own."""
         state = secrets.token_urlsafe(32)
-        now = utcnow()
-        async with self._sessions() as session, session.begin():
-            await stored.purge_states(session, before=now)
-            await stored.add_state(
-                session,
-                state=state,
-                person_id=person_id,
-                source=self.source,
-                expires_at=now + self._state_ttl,
-            )
+        if session is not None:
+            async with session.begin_nested():
+                await self._add_state(session, state, person_id)
+            return state
+        async with self._sessions() as own, own.begin():
+            await self._add_state(own, state, person_id)
         return state
 
-    async def link(self, person_id: int, redirect_uri: str) -> str:
+    async def _add_state(self, session: AsyncSession, state: str, person_id: int) -> None:
+        now = utcnow()
+        await stored.purge_states(session, before=now)
+        await stored.add_state(
+            session, state=state, person_id=person_id, source=self.source, expires_at=now + self._state_ttl
+        )
+
+    async def link(self, person_id: int, redirect_uri: str, *, session: AsyncSession | None = None) -> str:
         """The authorisation link to send a person (a new state each time)."""
-        return self.oauth.authorize_url(await self.new_state(person_id), redirect_uri)
+        return self.oauth.authorize_url(await self.new_state(person_id, session=session), redirect_uri)
 
     async def complete(self, state: str, code: str, redirect_uri: str) -> int:
         """Finish a person's authorisation from the callback's ``state`` and ``code``; returns whose it was.

@@ -42,6 +42,8 @@ PHRASES: dict[str, tuple[str, str]] = {
     "我的待办": ("me", "tasks"),
     "授权任务": ("connect", "tasks"),
     "连接任务": ("connect", "tasks"),
+    "请求反馈": ("feedback", "请求"),
+    "匿名反馈": ("feedback", "匿名"),
 }
 OPTIONS: dict[str, tuple[str, ...]] = {
     "dept": ("--dept", "--department", "--部门"),
@@ -133,10 +135,13 @@ def looks_like_command(text: str) -> bool:
         "note": (2, 500),
         "feedback": (1, 500),
         "stats": (0, 2),
-        "record": (0, 1),
+        "record": (0, 3),
     }
     low, high = arity[parsed.name]
     needs_mention = ("view", "agenda", "oneonone", "note", "feedback")
+    feedback_words = ("given", "help", "ask", "请求", "匿名", "anonymous")
+    if parsed.name == "feedback" and (not parsed.args or parsed.args[0].lower() in feedback_words):
+        return True  # "feedback", "feedback given", "feedback ask @a": nothing else reads like that
     if parsed.name in needs_mention and not any(is_mention(a) for a in parsed.args[:6]):
         return False  # "note that the build is green" is an answer, not a command
     return low <= len(parsed.args) <= high
@@ -173,6 +178,9 @@ def parse_command(text: str) -> Command | CommandError:
         if sub is None:
             return CommandError("cmd.unknown_sub", {"word": rest[0][:40]})
         rest = rest[1:]
+    if name in FREE_TEXT:
+        # free text keeps its dashes ("—" reads as "--"); the handler reads its own flags
+        return Command(name, sub, tuple(rest), {}, raw=normalize(text))
     args: list[str] = []
     options: dict[str, str] = {}
     i = 0

@@ -12,6 +12,7 @@ from conversations import (
     cycle_service,
     one_on_one_commands,
     peer_feedback_commands,
+    permissions,
     record_commands,
     status_views,
     task_evidence,
@@ -281,7 +282,7 @@ async def _connect_tasks(ctx: CommandContext, _: Command) -> list[Outgoing]:
     if sources.auth_links is None:
         return ctx.say("tasks.connect_unavailable", Tone.WARNING, sources=names)
     try:
-        link = await sources.auth_links.link(ctx.person.id, locale)
+        link = await sources.auth_links.link(ctx.person.id, locale, session=ctx.session)
     except Exception:  # the provider's trouble (a network call, its database): said, logged, not fatal
         log.exception("making a task authorisation link for person %s failed", ctx.person.id)
         return ctx.say("tasks.connect_failed", Tone.ERROR)
@@ -317,7 +318,8 @@ async def _view(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
     subject = await people.by_email(ctx.session, email=email)
     if subject is None:
         return ctx.say("cmd.unknown_person", Tone.ERROR, email=email[:80])
-    if not (ctx.person.is_hr or subject.id in reports or subject.id == ctx.person.id):
+    kind = permissions.RecordKind.RITUAL_ANSWERS
+    if not await permissions.may_read(ctx.session, viewer=ctx.person, subject=subject, kind=kind):
         await audit.write(
             ctx.session, actor_id=ctx.person.id, action="record.read.refused", subject_id=subject.id
         )
@@ -327,7 +329,7 @@ async def _view(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
         actor_id=ctx.person.id,
         action="record.read",
         subject_id=subject.id,
-        detail={"via": "view"},
+        detail={"via": "view", "kinds": [kind]},
     )
     return [
         ctx.replies(await status_views.person_answers(ctx.session, ctx.engine, subject, ctx.person.locale))

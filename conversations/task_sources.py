@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 # sources (as ``TaskItem.source`` names them: "jira", "feishu_task", "dingtalk_todo") read as each
 # person, who must first let Cadence do so (Feishu: a user access token)
 PER_PERSON_AUTH = frozenset({"feishu_task"})
@@ -14,8 +16,9 @@ PER_PERSON_AUTH = frozenset({"feishu_task"})
 class TaskAuthLinks(Protocol):
     """Makes the link a person opens to let Cadence read their tasks (implemented in ``bot``)."""
 
-    async def link(self, person_id: int, locale: str) -> str | None:
-        """A one-time authorisation URL for the person, in their language; None when none can be made."""
+    async def link(self, person_id: int, locale: str, *, session: AsyncSession) -> str | None:
+        """A one-time authorisation URL for the person, in their language; None when none can be made.
+        ``session``: the caller's transaction, for what must be stored with the link."""
         ...
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Identity, Person, TaskAssignee, TaskItem
@@ -293,3 +293,9 @@ async def emails_to_people(session: AsyncSession) -> dict[str, int]:
     """Every active person's email (lower-cased) → their id, to attribute items that show an email."""
     rows = await session.execute(select(P.c.email, P.c.id).where(P.c.active.is_(True)))
     return {email.lower(): pid for email, pid in rows}
+
+
+async def analyze(session: AsyncSession) -> None:
+    """Refresh PostgreSQL's statistics of the task tables (SQLite plans these lookups well without)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(text("ANALYZE taskitem, taskassignee"))

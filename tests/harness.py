@@ -35,21 +35,19 @@ MANAGER = "wang.fang@example.com"
 
 
 def test_settings(db_url: str, **overrides: Any) -> Settings:
-    """Settings for a test process: only the database, nothing from the environment's platforms.
+    """Settings for a test process: the database and ``overrides``, nothing from the environment's
+    platforms or task sources.
 
     Quiet hours are off unless a test turns them on: the sample org spans Shanghai and Los Angeles,
     whose daytimes never overlap, and most tests are about the conversation, not the clock.
     """
     overrides.setdefault("quiet", QuietSettings(enabled=False))
-    return Settings(
-        _env_file=None,
-        database_url=db_url,
-        slack=SlackSettings(),
-        feishu=FeishuSettings(),
-        dingtalk=DingtalkSettings(),
-        jira=JiraSettings(),
-        **overrides,
-    )
+    # each section from the test alone (a test may switch one on), never from the environment
+    overrides.setdefault("slack", SlackSettings())
+    overrides.setdefault("feishu", FeishuSettings())
+    overrides.setdefault("dingtalk", DingtalkSettings())
+    overrides.setdefault("jira", JiraSettings())
+    return Settings(_env_file=None, database_url=db_url, **overrides)
 
 
 class Clock:

@@ -316,3 +316,14 @@ async def test_dingtalk_todos_are_read_per_person_once_their_union_id_is_known(o
     # the unionId is remembered: the second run asks the directory nothing
     assert fake.call_counts["/topapi/v2/user/get"] == lookups
     assert await titles_of(org, "zhang.wei@example.com") == ["接入钉钉待办", "整理周报模板", "评审绩效表单"]
+
+
+async def test_someone_unknown_on_many_issues_counts_once(
+    org: Database, jira: JiraFake, connect: Connect
+) -> None:
+    for n in range(3):
+        jira.add_issue("PAY", f"Contract work {n}", assignee=GHOST, created=DAYS_AGO, updated=DAYS_AGO)
+
+    report = await SourceSync(org, connect()).run()
+
+    assert (report.items_read, report.unknown_count, list(report.unknown_people)) == (3, 1, [GHOST])

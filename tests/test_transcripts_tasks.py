@@ -213,7 +213,7 @@ class Links:
         self.url, self.fails = url, fails
         self.asked: list[tuple[int, str]] = []
 
-    async def link(self, person_id: int, locale: str) -> str | None:
+    async def link(self, person_id: int, locale: str, *, session: object = None) -> str | None:
         self.asked.append((person_id, locale))
         if self.fails:
             raise RuntimeError("the OAuth state table is locked")
