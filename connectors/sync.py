@@ -329,10 +329,14 @@ class SourceSync:
                 else:
                     changed_rows.append({**row, "id": before.id})
             ids = await tasks.insert_items(session, rows=new_rows, now=now, **self._key)
+            inserted = frozenset(ids.values())
             ids.update({row["external_id"]: row["id"] for row in changed_rows})
             await tasks.update_items(session, rows=changed_rows, now=now)
             await tasks.replace_assignees(
-                session, assignees={ids[ext]: rows for ext, rows in people.items()}, **self._key
+                session,
+                assignees={ids[ext]: rows for ext, rows in people.items()},
+                new_items=inserted,
+                **self._key,
             )
             await sync_state.save_cursor(
                 session,

@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler.leader import Leadership
+from scheduler.one_on_ones import OneOnOnes
 from scheduler.planner import Planned, Planner
 from scheduler.reminders import Reminders
 from scheduler.starter import Starter
@@ -33,6 +34,7 @@ class TickResult:
     started: int = 0
     nudged: int = 0
     digests: int = 0
+    agendas: int = 0
 
 
 class SchedulerService:
@@ -49,24 +51,36 @@ class SchedulerService:
         on_queued: Callable[[], None] = lambda: None,
         sync: SyncJobs | None = None,
         sync_check_seconds: float = 60.0,
+        one_on_ones: OneOnOnes | None = None,
     ) -> None:
         self.leadership, self.planner, self.starter, self.reminders = leadership, planner, starter, reminders
         self.tick_seconds = tick_seconds
         self.sync, self.sync_check_seconds = sync, sync_check_seconds
         self.on_queued = on_queued  # delivery's kick: new outbox rows are there now
+        self.one_on_ones = one_on_ones  # 1:1 pairs and their agendas (None: not switched on)
         self._scheduler: AsyncIOScheduler | None = None
 
     async def tick(self, now: datetime | None = None) -> TickResult:
-        """Plan, start due conversations and send due reminders, if this process leads."""
+        """Plan, start due conversations, send due reminders and 1:1 agendas, if this process leads."""
         if not self.leadership.is_leader:
             return TickResult(leader=False)
         now = now or utcnow()
         planned = await self.planner.plan(now)
         started = await self.starter.start_due(now)
         nudged, digests = await self.reminders.run(now)
-        if started or nudged or digests:
+        agendas = await self._agendas(now)
+        if started or nudged or digests or agendas:
             self.on_queued()
-        return TickResult(True, tuple(planned), started, nudged, digests)
+        return TickResult(True, tuple(planned), started, nudged, digests, agendas)
+
+    async def _agendas(self, now: datetime) -> int:
+        if self.one_on_ones is None:
+            return 0
+        try:
+            return await self.one_on_ones.run(now)
+        except Exception:  # a bug in agendas must not keep the prompts above from being delivered
+            log.exception("1:1 agendas failed")
+            return 0
 
     async def _check_then_tick(self) -> None:
         was_leader = self.leadership.is_leader

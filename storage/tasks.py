@@ -112,11 +112,17 @@ async def replace_assignees(
     source: str,
     tenant: str,
     assignees: dict[int, Sequence[AssigneeRow]],
+    new_items: frozenset[int] = frozenset(),
 ) -> None:
-    """Set who each of these items is assigned to (item id → its assignees), replacing what was there."""
+    """Set who each of these items is assigned to (item id → its assignees), replacing what was there.
+
+    ``new_items``: ids just inserted, which have nothing to replace (a full sync is mostly those).
+    """
     if not assignees:
         return
-    await session.execute(delete(A).where(A.c.task_item_id.in_(list(assignees))))
+    stored_before = [item_id for item_id in assignees if item_id not in new_items]
+    if stored_before:
+        await session.execute(delete(A).where(A.c.task_item_id.in_(stored_before)))
     values = [
         {
             "task_item_id": item_id,

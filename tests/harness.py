@@ -19,6 +19,7 @@ from bot.settings import (
     DingtalkSettings,
     FeishuSettings,
     JiraSettings,
+    LlmSettings,
     QuietSettings,
     Settings,
     SlackSettings,
@@ -47,6 +48,9 @@ def test_settings(db_url: str, **overrides: Any) -> Settings:
     overrides.setdefault("feishu", FeishuSettings())
     overrides.setdefault("dingtalk", DingtalkSettings())
     overrides.setdefault("jira", JiraSettings())
+    # 1:1 agendas go out on the scheduler's tick: only the tests about them switch them on
+    overrides.setdefault("one_on_one_enabled", False)
+    overrides.setdefault("llm", LlmSettings())
     return Settings(_env_file=None, database_url=db_url, **overrides)
 
 

@@ -302,6 +302,7 @@ def links_of(chat: Chat) -> FeishuTaskLinks:
 
 async def link_for(chat: Chat, email: str) -> str:
     person = int(await chat.scalar("select id from person where email = :e", e=email))
+    assert chat.app is not None
     async with chat.app.db.sessions() as session, session.begin():
         link = await links_of(chat).link(person, "zh-CN", session=session)
     assert link is not None
