@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from bot.task_sources import build_task_sources, intervals
 from conversations import agenda
 from conversations.agenda import AgendaSettings
 from conversations.engine import Engine
+from conversations.quality_sampling import monthly_sampling_due
 from conversations.ritual_loader import load_catalog
 from conversations.task_sources import TaskSources
 from scheduler.calendars import QuietHours
@@ -132,6 +134,16 @@ class App:
             on_queued=self.delivery.kick,
             sync=self._sync_jobs(settings),
             one_on_ones=self._one_on_ones(settings, platform),
+            quality_sampling=partial(
+                monthly_sampling_due,
+                self.db,
+                seed=settings.quality_sample_seed,
+                share=settings.quality_sample_share,
+                company_timezone=settings.default_timezone,
+                platform=platform,
+                timing=self.timing,
+                is_workday=self.timing.calendar(settings.company_country).is_workday,
+            ),
         )
 
     def _one_on_ones(self, settings: Settings, platform: str) -> OneOnOnes | None:

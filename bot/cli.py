@@ -307,6 +307,11 @@ from bot.sync_cli import sync  # noqa: E402  (imports this module's _settings la
 
 main.add_command(sync)
 
+# ---- cadence report: a cycle's HR figures as CSV or XLSX (the command lives in bot/report_cli.py) --
+from bot.report_cli import report  # noqa: E402  (imports this module's _settings lazily)
+
+main.add_command(report)
+
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.intake import Acknowledge, Intake, Known, clear_marks
 from bot.platforms.base import IncomingEvent
+from conversations import quality_sampling
 from conversations.command_parser import looks_like_command
 from conversations.commands import CommandContext, run_command
 from conversations.engine import Engine
@@ -156,12 +157,20 @@ class Router:
             action = Action.decode(event.action)
             if action is None:
                 return [replies(Message(text=t("chat.already_answered", person.locale), tone=Tone.WARNING))]
+            if action.step == quality_sampling.ACTION_STEP:  # HR scoring a sampled 1:1 record
+                return await quality_sampling.on_action(
+                    session, person=person, action=action, replies=replies
+                )
             return await self.engine.on_action(session, person=person, action=action, replies=replies)
         if looks_like_command(event.text):
             ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
             return await run_command(ctx, event.text)
         conv = known.conv if known is not None else await holding_conversation(session, person_id=person.id)
         if conv is None:
+            # a reviewer's typed score or comment for a sampled 1:1 record, when one is waiting
+            taken = await quality_sampling.on_text(session, person=person, text=event.text, replies=replies)
+            if taken is not None:
+                return taken
             ctx = CommandContext(session=session, person=person, replies=replies, engine=self.engine)
             return await run_command(ctx, event.text)
         return await self.engine.on_text(session, person=person, text=event.text, replies=replies, conv=conv)

@@ -329,6 +329,11 @@ class Settings(BaseSettings):
     one_on_one_at: time = time(10, 0)
     one_on_one_lead_hours: float = Field(default=2.0, ge=0, le=72)
     agenda_stuck_days: int = Field(default=7, ge=1, le=90)
+    # HR's monthly 1:1 quality sample: the share drawn, and the seed that makes the draw reproducible
+    quality_sample_share: float = Field(default=0.10, gt=0, le=1)
+    quality_sample_seed: int = Field(default=0, ge=0, lt=2**31)
+    # the country whose workday calendar company-wide jobs (the monthly sample) follow
+    company_country: str = "CN"
     llm: LlmSettings = LlmSettings()
 
     @field_validator("database_url")

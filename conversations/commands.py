@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from conversations import (
     agenda_commands,
     cycle_service,
+    hr_stats,
     one_on_one_commands,
     peer_feedback_commands,
     permissions,
@@ -360,7 +361,7 @@ HANDLERS: dict[str, Handler] = {
     "note": one_on_one_commands.note,
     "feedback": peer_feedback_commands.feedback,
     "record": record_commands.record,
-    "stats": record_commands.stats,
+    "stats": hr_stats.stats,
     "help": _help,
     "cycle.start": _cycle_start,
     "cycle.status": _cycle_status,

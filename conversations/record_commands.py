@@ -67,7 +67,3 @@ async def _show(ctx: CommandContext, subject: PersonRow) -> list[Outgoing]:
     )
     await permissions.audit_read(ctx.session, viewer=viewer, subject=subject, kinds=shown.kinds, via=_VIA)
     return [ctx.replies(shown.message)]
-
-
-async def stats(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
-    return ctx.say("cmd.unknown", word=cmd.name)

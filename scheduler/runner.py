@@ -7,7 +7,7 @@ missed runs coalesced); what runs is plain async code that tests call directly w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,12 +52,14 @@ class SchedulerService:
         sync: SyncJobs | None = None,
         sync_check_seconds: float = 60.0,
         one_on_ones: OneOnOnes | None = None,
+        quality_sampling: Callable[[datetime], Awaitable[object]] | None = None,
     ) -> None:
         self.leadership, self.planner, self.starter, self.reminders = leadership, planner, starter, reminders
         self.tick_seconds = tick_seconds
         self.sync, self.sync_check_seconds = sync, sync_check_seconds
         self.on_queued = on_queued  # delivery's kick: new outbox rows are there now
         self.one_on_ones = one_on_ones  # 1:1 pairs and their agendas (None: not switched on)
+        self.quality_sampling = quality_sampling  # HR's monthly draw of 1:1 records to score
         self._scheduler: AsyncIOScheduler | None = None
 
     async def tick(self, now: datetime | None = None) -> TickResult:
@@ -69,7 +71,8 @@ class SchedulerService:
         started = await self.starter.start_due(now)
         nudged, digests = await self.reminders.run(now)
         agendas = await self._agendas(now)
-        if started or nudged or digests or agendas:
+        sampled = await self._quality(now)
+        if started or nudged or digests or agendas or sampled:
             self.on_queued()
         return TickResult(True, tuple(planned), started, nudged, digests, agendas)
 
@@ -81,6 +84,15 @@ class SchedulerService:
         except Exception:  # a bug in agendas must not keep the prompts above from being delivered
             log.exception("1:1 agendas failed")
             return 0
+
+    async def _quality(self, now: datetime) -> bool:
+        if self.quality_sampling is None:
+            return False
+        try:  # cheap when nothing is due: one look-up once the month is drawn
+            return await self.quality_sampling(now) is not None
+        except Exception:
+            log.exception("monthly quality sample failed")
+            return False
 
     async def _check_then_tick(self) -> None:
         was_leader = self.leadership.is_leader
