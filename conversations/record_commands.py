@@ -1,5 +1,4 @@
-"""Chat commands of the 1:1 assistant: record (a person's record, permission-checked and audited),
-stats (being built)."""
+"""The `record` command: a person's record, permission-checked and audited."""
 
 from __future__ import annotations
 
