@@ -7,6 +7,8 @@ an old version fails, so a double click or a second process cannot corrupt a con
 
 from __future__ import annotations
 
+import importlib
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -268,7 +270,7 @@ class Engine:
         if conv.subject_id != conv.person_id:
             found = await people.by_id(session, person_id=conv.subject_id)
             subject = found.name if found else t("chat.someone", person.locale)
-        return Turn(self, session, conv, person, ritual, subject, replies)
+        return turn_class(ritual.key)(self, session, conv, person, ritual, subject, replies)
 
 
 class Turn:
@@ -670,3 +672,25 @@ class Turn:
         self.out.append(
             Outgoing(manager.id, f"a{self.conv.id}:mgr:queued", Message(text=queued), kind="notice")
         )
+
+
+# rituals whose conversations add rules of their own to the generic steps: key → "module:Class" of a
+# Turn subclass (imported on first use: those modules build on this one)
+SPECIAL_TURNS: dict[str, str] = {
+    # vague feedback asked once for an example, action items read as "text — owner — date", and the
+    # record stored when submitted
+    "one_on_one_record": "conversations.one_on_one_record:RecordTurn",
+    # the manager's part shows the key events noted about the person in the quarter
+    "quarterly_assessment": "conversations.assessment_turn:AssessmentTurn",
+}
+
+
+@cache
+def turn_class(ritual_key: str) -> type[Turn]:
+    """The Turn that runs conversations of the ritual ``ritual_key``."""
+    target = SPECIAL_TURNS.get(ritual_key)
+    if target is None:
+        return Turn
+    module, _, name = target.partition(":")
+    found: type[Turn] = getattr(importlib.import_module(module), name)
+    return found
