@@ -22,7 +22,7 @@ from storage.models import (
     TaskAssignee,
     TaskItem,
 )
-from storage.tasks import PersonTask
+from storage.tasks import PERSON_TASK_COLUMNS, PersonTask
 
 P: Table = Person.__table__  # type: ignore[attr-defined]
 A: Table = Assignment.__table__  # type: ignore[attr-defined]
@@ -135,19 +135,7 @@ async def task_items(
         and_(T.c.status_category == "done", func.coalesce(T.c.completed_at, T.c.updated_at) >= done_since),
     )
     stmt = (
-        select(
-            T.c.source,
-            T.c.external_key,
-            T.c.title,
-            T.c.url,
-            T.c.status_category,
-            T.c.status_raw,
-            T.c.updated_at,
-            T.c.due_at,
-            T.c.due_all_day,
-            T.c.completed_at,
-            T.c.container,
-        )
+        select(*PERSON_TASK_COLUMNS)
         .distinct()
         .join(TA, TA.c.task_item_id == T.c.id)
         .where(TA.c.person_id == person_id, T.c.source.in_(list(sources)), T.c.deleted_at.is_(None), wanted)

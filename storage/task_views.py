@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
 from storage.models import Answer, TaskAssignee, TaskItem
-from storage.tasks import PersonTask
+from storage.tasks import PERSON_TASK_COLUMNS, PersonTask
 from storage.upsert import insert_for
 
 T: Table = TaskItem.__table__  # type: ignore[attr-defined]
@@ -55,17 +55,7 @@ async def tasks_of_people(
             select(
                 A.c.person_id,
                 T.c.id,
-                T.c.source,
-                T.c.external_key,
-                T.c.title,
-                T.c.url,
-                T.c.status_category,
-                T.c.status_raw,
-                T.c.updated_at,
-                T.c.due_at,
-                T.c.due_all_day,
-                T.c.completed_at,
-                T.c.container,
+                *PERSON_TASK_COLUMNS,
                 rank,
             )
             .join(A, A.c.task_item_id == T.c.id)

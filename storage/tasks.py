@@ -210,6 +210,22 @@ async def tombstone(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+# the columns a ``PersonTask`` is made of, in its field order
+PERSON_TASK_COLUMNS = (
+    T.c.source,
+    T.c.external_key,
+    T.c.title,
+    T.c.url,
+    T.c.status_category,
+    T.c.status_raw,
+    T.c.updated_at,
+    T.c.due_at,
+    T.c.due_all_day,
+    T.c.completed_at,
+    T.c.container,
+)
+
+
 @dataclass(frozen=True)
 class PersonTask:
     """One live item of a person's, as the conversation shows it."""
@@ -246,19 +262,7 @@ async def person_tasks(
         else touched
     )
     stmt = (
-        select(
-            T.c.source,
-            T.c.external_key,
-            T.c.title,
-            T.c.url,
-            T.c.status_category,
-            T.c.status_raw,
-            T.c.updated_at,
-            T.c.due_at,
-            T.c.due_all_day,
-            T.c.completed_at,
-            T.c.container,
-        )
+        select(*PERSON_TASK_COLUMNS)
         .join(A, A.c.task_item_id == T.c.id)
         .where(A.c.person_id == person_id, T.c.deleted_at.is_(None), wanted)
         .order_by(T.c.updated_at.desc(), T.c.id.desc())

@@ -58,7 +58,6 @@ import base64
 import itertools
 import json
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -66,6 +65,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 RATE_LIMITED = 99991400
 MISSING_TOKEN, INVALID_TOKEN, USER_TOKEN_INVALID, USER_TOKEN_EXPIRED = 99991661, 99991663, 99991668, 99991677
@@ -214,7 +215,7 @@ def _flag(query: dict[str, str], name: str) -> bool | None:
     return raw == "true"
 
 
-class FeishuTasksFake:
+class FeishuTasksFake(LocalServer):
     """Feishu's Task v2, contact lookup, tenant token and user OAuth endpoints on 127.0.0.1, port 0."""
 
     def __init__(
@@ -245,38 +246,15 @@ class FeishuTasksFake:
         self._failures: list[_Failure] = []
         self._ids = itertools.count(1)
         self._last_us = 0
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._http)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FeishuTasksFake:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
-        if not self._port:
-            raise RuntimeError("FeishuTasksFake is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return self.base
 
     def now(self) -> float:
         return self._clock() + self._offset

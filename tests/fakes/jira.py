@@ -77,7 +77,6 @@ import json
 import random
 import re
 import secrets
-import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -87,6 +86,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 TEAM_POINTS_FIELD = "customfield_10123"
 COMPANY_POINTS_FIELD = "customfield_10234"
@@ -234,8 +235,10 @@ class _Throttle:
 # ---- the fake ---------------------------------------------------------------------------------------
 
 
-class JiraFake:
+class JiraFake(LocalServer):
     """Jira's search, field, user and issue endpoints on 127.0.0.1, port 0 (Cloud or Data Center)."""
+
+    client_max_size = 8 * 1024 * 1024  # bulk request bodies (reconcileIssues) stay well under this
 
     def __init__(
         self,
@@ -299,39 +302,16 @@ class JiraFake:
         self._next_id = 10000
         self._status_json = [self._render_status(i) for i in range(len(STATUSES))]
         self._status_by_name = {name.lower(): i for i, (_, name, _) in enumerate(STATUSES)}
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self.searches: list[str] = []  # every JQL received by a search endpoint, in order
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> JiraFake:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
-        if not self._port:
-            raise RuntimeError("JiraFake is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return self.base
 
     # ---- site data ------------------------------------------------------------------------------
 

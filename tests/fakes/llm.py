@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Call:
     body: dict[str, Any]
 
 
-class LlmFake:
+class LlmFake(LocalServer):
     """A tiny OpenAI-compatible server; ``url`` is the base URL to give the client."""
 
     def __init__(self) -> None:
@@ -38,37 +39,17 @@ class LlmFake:
         self._status = 200
         self._hang = False
         self._released = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._completions)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
         self._released.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> LlmFake:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await super().stop()
 
     @property
     def url(self) -> str:
-        if not self._port:
-            raise RuntimeError("LlmFake is not started")
-        return f"http://127.0.0.1:{self._port}/v1"
+        return self.base + "/v1"
 
     def fail_with(self, status: int) -> None:
         """Answer every request with ``status``."""
