@@ -29,13 +29,32 @@ def _settings() -> Settings:
     return read_settings()
 
 
+# a text cell starting with one of these is a formula to Excel (names come from platform directories,
+# which their owners edit): such cells are written with a leading apostrophe, shown as plain text
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _plain(value: Cell) -> Cell:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _csv_cell(value: Cell) -> Cell:
+    if value is None:
+        return ""
+    return (value.text or "") if isinstance(value, Ratio) else _plain(value)
+
+
 def csv_text(headers: list[str], rows: list[list[Cell]]) -> str:
     """The table as CSV text (rates as "66.7%", which Excel reads as a percentage; none: empty)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180's line ends, as Excel writes them
     writer.writerow(headers)
     for row in rows:
-        writer.writerow(["" if c is None else (c.text or "") if isinstance(c, Ratio) else c for c in row])
+        writer.writerow(
+            ["" if c is None else (c.text or "") if isinstance(c, Ratio) else _plain(c) for c in row]
+        )
     return buffer.getvalue()
 
 
@@ -58,7 +77,7 @@ def write_xlsx(path: Path, headers: list[str], rows: list[list[Cell]], *, sheet:
     for cell in ws[1]:
         cell.font = Font(bold=True)
     for row in rows:
-        ws.append([c.value if isinstance(c, Ratio) else c for c in row])
+        ws.append([c.value if isinstance(c, Ratio) else _plain(c) for c in row])
         for column, value in enumerate(row, start=1):
             if isinstance(value, Ratio):
                 ws.cell(row=ws.max_row, column=column).number_format = "0.0%"

@@ -58,8 +58,12 @@ def small_number(text: str, *, digits: int = 9) -> int | None:
 
 
 def normalize(text: str) -> str:
-    """NFKC (full-width digits and letters become ASCII) and trimmed; emoji and scripts kept."""
-    return unicodedata.normalize("NFKC", text).strip()
+    """NFKC (full-width digits and letters become ASCII), control characters but line breaks and tabs
+    dropped (PostgreSQL refuses NUL in text), trimmed; emoji and scripts kept."""
+    cleaned = unicodedata.normalize("NFKC", text)
+    if any(c < " " and c not in "\n\t" for c in cleaned):
+        cleaned = "".join(c for c in cleaned if c >= " " or c in "\n\t")
+    return cleaned.strip()
 
 
 def _length_problem(step: Step, text: str, locale: str) -> Rejected | None:

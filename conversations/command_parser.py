@@ -139,9 +139,14 @@ def looks_like_command(text: str) -> bool:
     }
     low, high = arity[parsed.name]
     needs_mention = ("view", "agenda", "oneonone", "note", "feedback")
-    feedback_words = ("given", "help", "ask", "请求", "匿名", "anonymous")
-    if parsed.name == "feedback" and (not parsed.args or parsed.args[0].lower() in feedback_words):
-        return True  # "feedback", "feedback given", "feedback ask @a": nothing else reads like that
+    # answers may start with these words ("Feedback given to the new hires…", "Stats dashboard
+    # shipped", "Record revenue"): they are commands only in the shapes nothing else takes
+    if parsed.name == "feedback" and len(parsed.args) <= 1:
+        return not parsed.args or parsed.args[0].lower() in ("given", "help", "收到")
+    if parsed.name == "stats":
+        return not parsed.args or (len(parsed.args) == 1 and parsed.args[0].lstrip("#").isdigit())
+    if parsed.name == "record" and parsed.args and not is_mention(parsed.args[0]):
+        return False
     if parsed.name in needs_mention and not any(is_mention(a) for a in parsed.args[:6]):
         return False  # "note that the build is green" is an answer, not a command
     return low <= len(parsed.args) <= high

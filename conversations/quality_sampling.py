@@ -389,6 +389,17 @@ async def _score(
     now: datetime,
 ) -> list[Outgoing]:
     locale = person.locale
+    content = await store.record_content(session, one_on_one_id=review.one_on_one_id)
+    if content is not None and person.id in (content.manager_id, content.report_id):
+        # a reviewer who was in the meeting does not score it (the draw never sends it to them)
+        await audit.write(
+            session,
+            actor_id=person.id,
+            action="quality.score.refused",
+            subject_id=content.report_id,
+            detail={"review": review.id, "why": "took part"},
+        )
+        return [_reply(replies, "hr.score_own_meeting", locale, Tone.ERROR)]
     if not await store.score(
         session, review_id=review.id, scorer_id=person.id, score=score, comment=comment, at=now
     ):
@@ -397,7 +408,6 @@ async def _score(
         name = scorer.name if scorer else "—"
         shown = stored.score if stored else "—"
         return [_reply(replies, "hr.already_scored", locale, Tone.WARNING, score=shown, name=name)]
-    content = await store.record_content(session, one_on_one_id=review.one_on_one_id)
     await audit.write(
         session,
         actor_id=person.id,

@@ -35,7 +35,7 @@ from conversations.outgoing import Outgoing, outbox_rows
 from conversations.topic_rewriter import TopicRewriter, TopicText
 from scheduler.schedule import local_to_utc
 from scheduler.timing import FALLBACK_TZ, PersonTiming
-from storage import one_on_one_pairs, outbox, people
+from storage import audit, one_on_one_pairs, outbox, people
 from storage.engine import Database
 from storage.one_on_one_pairs import PairRow
 from storage.people import PersonRow
@@ -292,4 +292,12 @@ class OneOnOnes:
                 return 0  # another run or process sent it
             out = Outgoing(manager.id, meeting_key(pair.id, pair.next_at), message, kind=KIND, due_at=due_at)
             await outbox.enqueue(session, rows=outbox_rows([out], platform=self.platform))
+            # the card shows the report's record to the manager: a read like `agenda @name`'s
+            await audit.write(
+                session,
+                actor_id=manager.id,
+                action="record.read",
+                subject_id=pair.report_id,
+                detail={"via": "agenda_card", "meeting": claimed},
+            )
         return 1

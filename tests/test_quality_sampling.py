@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from conversations import quality_sampling
 from conversations.messages import Action
@@ -281,3 +282,23 @@ async def test_someone_not_in_hr_cannot_score(sampled: tuple[Chat, list[int]]) -
     reply = await chat.say(EMMA, "#1 5 great")
     assert "Saved" not in reply
     assert await chat.scalar("select count(*) from qualityreview where score is not null") == 0
+
+
+async def test_hr_who_took_part_in_the_meeting_cannot_score_it(sampled: tuple[Chat, list[int]]) -> None:
+    chat, _ = sampled
+    assert chat.app is not None
+    await run_monthly(chat.app.db, month="2026-10", seed=7, platform="console")
+    # the engineering manager is an HR admin too; one of the sampled records is her own 1:1
+    async with chat.app.db.engine.begin() as conn:
+        await conn.execute(text("update person set roles = 'manager,hr' where email = :e"), {"e": MANAGER})
+    [(review_id,)] = await chat.rows(
+        "select q.id from qualityreview q join oneonone o on o.id = q.one_on_one_id "
+        "join person p on p.id = o.manager_id where p.email = :e order by q.id limit 1",
+        e=MANAGER,
+    )
+
+    reply = await chat.say(MANAGER, f"#{review_id} 5 great")
+
+    assert "你参与了这次一对一" in reply
+    assert await chat.scalar("select score from qualityreview where id = :id", id=review_id) is None
+    assert await chat.scalar("select count(*) from auditlog where action = 'quality.score.refused'") == 1
