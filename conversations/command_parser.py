@@ -130,8 +130,8 @@ def looks_like_command(text: str) -> bool:
         "away": (1, 4),
         "returned": (0, 0),
         "connect": (0, 0),
-        "agenda": (1, 1),
-        "oneonone": (1, 4),
+        "agenda": (1, 3),  # "@Emma Smith" arrives as two words
+        "oneonone": (1, 6),
         "note": (2, 500),
         "feedback": (1, 500),
         "stats": (0, 2),

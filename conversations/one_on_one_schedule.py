@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime, time
 
 from conversations.agenda import settings_for, zone_of
-from conversations.agenda_commands import resolve_person
+from conversations.agenda_commands import resolve_words
 from conversations.answers import normalize
 from conversations.command_parser import Command
 from conversations.commands_base import CommandContext
@@ -20,6 +20,7 @@ from conversations.messages import Tone
 from conversations.outgoing import Outgoing
 from conversations.periods import parse_due
 from storage import audit, one_on_one_pairs
+from storage import one_on_one_records as records
 from storage.clock import utcnow
 
 EVERY_WORDS = ("every", "each", "每隔", "每")
@@ -31,21 +32,28 @@ _EVERY = re.compile(
 )
 _WEEKS = ("w", "wk", "wks", "week", "weeks", "周", "星期", "个星期")
 _NEXT = re.compile(r"^(?:next|下一次|下次)\s*(.*)$", re.IGNORECASE)
+_GLUED = re.compile(r"^(?:每隔|每|下一次|下次)\d")  # "每2周", "下次12-03": the number glued on
 _WHEN = re.compile(r"^(\S+?)(?:[T\s]+(\d{1,2})(?:[:：](\d{2})|点(?:(\d{1,2})分?)?))?$")
 
 
+def _schedule_at(cmd: Command) -> int | None:
+    """Where the schedule's words start in ``cmd.args``: the first ``every``/``next`` word after the
+    name (which may be several words, "@Emma Smith every 14"), or None when there is none."""
+    for index, arg in enumerate(cmd.args[1:], start=1):
+        word = normalize(arg).lower()
+        if word in EVERY_WORDS or word in NEXT_WORDS or _GLUED.match(word):
+            return index
+    return None
+
+
 def _rest(cmd: Command) -> str:
-    return normalize(" ".join(cmd.args[1:]))
+    at = _schedule_at(cmd)
+    return normalize(" ".join(cmd.args[at if at is not None else 1 :]))
 
 
 def is_schedule_command(cmd: Command) -> bool:
     """Whether ``1on1 @name …`` is about the pair's schedule (every / next) rather than a record."""
-    rest = _rest(cmd).lower()
-    if len(cmd.args) < 2 or not rest:
-        return False
-    first = rest.split()[0]
-    glued = re.match(r"^(每隔|每|下一次|下次)\d", rest) is not None
-    return first in EVERY_WORDS or first in NEXT_WORDS or glued
+    return _schedule_at(cmd) is not None
 
 
 def parse_every(text: str) -> int | None:
@@ -78,9 +86,20 @@ def parse_when(text: str, *, timezone: str, now: datetime, default_time: time) -
 
 async def set_cadence(ctx: CommandContext, cmd: Command) -> list[Outgoing]:
     """``1on1 @name every N`` / ``1on1 @name next DATE TIME``, for the person's direct manager."""
-    if len(cmd.args) < 2:
+    at = _schedule_at(cmd)
+    if len(cmd.args) < 2 or at is None:
         return ctx.say("agenda.cadence_usage", Tone.ERROR)
-    subject = await resolve_person(ctx, cmd.args[0])
+    name = list(cmd.args[:at])
+    if not await records.has_reports(ctx.session, manager_id=ctx.person.id):
+        # refused before the lookup: whether a name is in the org is not everyone's to learn
+        await audit.write(
+            ctx.session,
+            actor_id=ctx.person.id,
+            action="one_on_one.cadence.refused",
+            detail={"mention": " ".join(name)[:200]},
+        )
+        return ctx.say("agenda.cadence_not_a_manager", Tone.ERROR)
+    subject = await resolve_words(ctx, name, usage="agenda.cadence_usage")
     if isinstance(subject, list):
         return subject
     if subject.manager_id != ctx.person.id:

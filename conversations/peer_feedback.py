@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations import mentions, permissions, vagueness
@@ -163,10 +164,16 @@ def _bullets(items: list[str]) -> str:
 
 @dataclass
 class Asked:
-    """What asking did: the new requests, the people already waited for, the messages to send."""
+    """What asking did: the new requests, the people not asked again, the messages to send.
+
+    ``already_waiting``: everyone in ``already`` has an open request and no anonymous request is
+    involved, so the reply may say it still waits for them; otherwise it says only that they were
+    asked before (whether they answered an anonymous request is not the requester's to learn).
+    """
 
     made: list[tuple[PersonRow, store.RequestRow]] = field(default_factory=list)
     already: list[PersonRow] = field(default_factory=list)
+    already_waiting: bool = True
     out: list[Outgoing] = field(default_factory=list)
 
 
@@ -180,12 +187,24 @@ async def ask(
 ) -> Asked:
     """Ask each of ``asked`` (distinct, at most ``MAX_ASKED``, not the requester) for feedback.
 
-    Someone already asked and not yet answering is not asked again (nor messaged twice).
+    Someone already asked and not yet answering is not asked again (nor messaged twice). Whether
+    someone answered an anonymous request must not show, so nobody the requester ever asked
+    anonymously is asked again, and an anonymous request goes to nobody asked before at all
+    (answered or not): who is asked anew then depends on earlier requests only, never on answers.
     """
     result = Asked()
-    waiting = await store.open_requests(session, requester_id=requester.id, asked_ids=[p.id for p in asked])
-    fresh = [p for p in asked if p.id not in waiting]
-    result.already = [p for p in asked if p.id in waiting]
+    ids = [p.id for p in asked]
+    waiting = await store.open_requests(session, requester_id=requester.id, asked_ids=ids)
+    earlier = await _asked_before(session, requester_id=requester.id, asked_ids=ids)
+
+    def repeated(person: PersonRow) -> bool:
+        if person.id in waiting:
+            return True
+        return person.id in earlier and (anonymous or earlier[person.id])
+
+    fresh = [p for p in asked if not repeated(p)]
+    result.already = [p for p in asked if repeated(p)]
+    result.already_waiting = not anonymous and not any(earlier.get(p.id) for p in result.already)
     made = await store.add_requests(
         session, requester_id=requester.id, asked_ids=[p.id for p in fresh], anonymous=anonymous
     )
@@ -212,6 +231,23 @@ async def ask(
             Outgoing(person.id, f"fbreq{request.id}:ask", message, kind="notice", due_at=due_at)
         )
     return result
+
+
+async def _asked_before(session: AsyncSession, *, requester_id: int, asked_ids: list[int]) -> dict[int, bool]:
+    """Each of ``asked_ids`` that ``requester_id`` ever asked (answered or not): whether anonymously
+    at least once."""
+    if not asked_ids:
+        return {}
+    r = store.R
+    stmt = (
+        select(r.c.asked_id, r.c.anonymous)
+        .where(r.c.requester_id == requester_id, r.c.asked_id.in_(sorted(set(asked_ids))))
+        .distinct()
+    )
+    found: dict[int, bool] = {}
+    for asked_id, was_anonymous in (await session.execute(stmt)).all():
+        found[asked_id] = found.get(asked_id, False) or bool(was_anonymous)
+    return found
 
 
 async def mention_for(session: AsyncSession, person: PersonRow) -> str:
@@ -263,7 +299,8 @@ class ReceivedFeedback:
 
     ``named``: newest first, with giver and date. ``anonymous``: without names or dates, ordered by
     text; empty until at least ``ANONYMOUS_THRESHOLD`` people gave anonymous feedback (except what
-    the viewer gave), and ``waiting`` counts the items held back until then. ``text``: all of it
+    the viewer gave), and ``waiting`` counts the items held back until then. ``besides_viewer``: the
+    viewer gave anonymous feedback too, so the threshold counts the others only. ``text``: all of it
     written out in the locale asked for ("" when there is nothing the viewer may see).
     """
 
@@ -273,6 +310,7 @@ class ReceivedFeedback:
     anonymous: tuple[ShownItem, ...] = ()
     waiting: int = 0
     text: str = ""
+    besides_viewer: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -291,9 +329,10 @@ async def received_for(
     """The feedback ``recipient_id`` received, as ``viewer_id`` may see it, written in ``locale``.
 
     The recipient, their manager chain and HR see all named feedback and the anonymous feedback
-    under the threshold rule; anyone else sees only what they gave the recipient (``Access.GIVER``)
-    or nothing (``Access.NONE``). Reading is not audited here: the record view audits reads of
-    someone else's record, and ``feedback`` only ever shows a person their own.
+    under the threshold rule (a viewer who gave anonymous feedback too is not counted: the others'
+    items need ``ANONYMOUS_THRESHOLD`` givers besides them); anyone else sees only what they gave the
+    recipient (``Access.GIVER``) or nothing (``Access.NONE``). Reading is not audited here: the record
+    view audits reads of someone else's record, and ``feedback`` only ever shows a person their own.
     """
     viewer = await people.by_id(session, person_id=viewer_id)
     subject = await people.by_id(session, person_id=recipient_id)
@@ -305,13 +344,16 @@ async def received_for(
         if not any(r.giver_id == viewer.id for r in rows):
             return ReceivedFeedback(recipient_id, Access.NONE)
         access = Access.GIVER
+    besides_viewer = False
     if access is Access.GIVER:
         rows = [r for r in rows if r.giver_id == viewer.id]
         threshold_met = True  # what they gave themself hides nobody from them
     else:
-        threshold_met = (
-            await store.anonymous_givers(session, recipient_id=recipient_id) >= ANONYMOUS_THRESHOLD
-        )
+        # a reader who gave anonymous feedback themself (a manager, HR) knows their own items: the
+        # others' hide among enough people only when the threshold is met without them
+        counted = await store.anonymous_givers(session, recipient_id=recipient_id)
+        besides_viewer = await store.gave_anonymously(session, giver_id=viewer.id, recipient_id=recipient_id)
+        threshold_met = counted - (1 if besides_viewer else 0) >= ANONYMOUS_THRESHOLD
     names = {p.id: p.name for p in await people.by_ids(session, person_ids=[r.giver_id for r in rows])}
     named: list[ShownFeedback] = []
     anonymous: list[ShownItem] = []
@@ -328,7 +370,9 @@ async def received_for(
             waiting += len(items)
     # by text, so neither the time nor the giver can be read from where an item stands
     anonymous.sort(key=lambda item: (item.text.casefold(), item.text))
-    shown = ReceivedFeedback(recipient_id, access, tuple(named), tuple(anonymous), waiting)
+    shown = ReceivedFeedback(
+        recipient_id, access, tuple(named), tuple(anonymous), waiting, besides_viewer=besides_viewer
+    )
     return replace(shown, text=render(shown, locale, subject.name))
 
 
@@ -367,7 +411,11 @@ def render(received: ReceivedFeedback, locale: str, recipient_name: str) -> str:
         if len(received.anonymous) > _SHOWN_ANONYMOUS:
             lines.append(t("peerfb.more_anonymous", locale, count=len(received.anonymous) - _SHOWN_ANONYMOUS))
     if received.waiting:
-        key = "peerfb.waiting_one" if received.waiting == 1 else "peerfb.waiting_many"
+        if received.besides_viewer:
+            one, many = "peerfb.waiting_one_besides_you", "peerfb.waiting_many_besides_you"
+        else:
+            one, many = "peerfb.waiting_one", "peerfb.waiting_many"
+        key = one if received.waiting == 1 else many
         lines.append(t(key, locale, count=received.waiting, threshold=ANONYMOUS_THRESHOLD))
     return "\n".join(lines)
 

@@ -243,9 +243,8 @@ async def _ask(ctx: CommandContext, head: _Head) -> list[Outgoing]:
         names = _listed([p.name for p in people], locale)
         lines.append(t(key, locale, count=count, names=names, threshold=peer_feedback.ANONYMOUS_THRESHOLD))
     if result.already:
-        lines.append(
-            t("peerfb.already_asked", locale, names=_listed([p.name for p in result.already], locale))
-        )
+        key = "peerfb.already_asked" if result.already_waiting else "peerfb.already_asked_before"
+        lines.append(t(key, locale, names=_listed([p.name for p in result.already], locale)))
     tone = Tone.SUCCESS if result.made else Tone.PLAIN
     return [*result.out, ctx.replies(Message(text="\n".join(lines), tone=tone))]
 

@@ -294,11 +294,15 @@ async def test_chinese_words_and_a_pair_the_scheduler_has_not_made_yet(paired: C
 
 
 async def test_only_the_direct_manager_may_and_bad_values_are_explained(paired: Chat) -> None:
+    # David manages nobody: refused before the name is looked up, so the reply does not name Sarah
     assert await cadence(paired, DAVID, "1on1 @sarah.johnson every 7") == (
+        "Only a person's manager can set their 1:1s. Nothing was changed."
+    )
+    assert await cadence(paired, JAMES, "1on1 @sarah.johnson every 7") == (
         "Only Sarah Johnson's manager can set their 1:1s. Nothing was changed."
     )
     assert (
-        await paired.scalar("select count(*) from auditlog where action = 'one_on_one.cadence.refused'") == 1
+        await paired.scalar("select count(*) from auditlog where action = 'one_on_one.cadence.refused'") == 2
     )
     said = {
         "1on1 @sarah.johnson every 0": "“0” is not a number of days I can use",
