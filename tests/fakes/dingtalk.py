@@ -147,17 +147,16 @@ import itertools
 import json
 import random
 import secrets
-import socket
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-_T = TypeVar("_T")
+from tests.fakes.threaded_server import ThreadedServer
 
 CHATBOT_TOPIC = "/v1.0/im/bot/messages/get"
 CARD_CALLBACK_TOPIC = "/v1.0/card/instances/callback"
@@ -418,8 +417,10 @@ _USER_FIELDS = frozenset(
 )
 
 
-class DingTalkFake:
+class DingTalkFake(ThreadedServer):
     """DingTalk's Stream gateway, new API and legacy oapi on 127.0.0.1, port 0, in a thread."""
+
+    thread_name = "dingtalk-fake"
 
     def __init__(
         self,
@@ -483,106 +484,11 @@ class DingTalkFake:
         self._runner: web.AppRunner | None = None
         self._port = 0
 
-    # ---- lifecycle ----------------------------------------------------------------------------
+    # ---- lifecycle (tests/fakes/threaded_server.py) -----------------------------------------
 
-    async def start(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=self._serve, args=(loop,), name="dingtalk-fake", daemon=True)
-        self._thread.start()
-        await self._on_loop(self._start_server())
-
-    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
-
-    async def _start_server(self) -> None:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/connect", self._ws)
         app.router.add_route("*", "/{tail:.*}", self._http)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            await self._on_loop(self._stop_server())
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(5)
-            self._loop = self._thread = None
-
-    async def _stop_server(self) -> None:
-        with self._lock:
-            conns = list(self._conns)
-            self._conns.clear()
-        for conn in conns:
-            conn.open = False
-            await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> DingTalkFake:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        if not self._port:
-            raise RuntimeError("DingTalkFake is not started")
-        return f"http://127.0.0.1:{self._port}"
-
-    async def _on_loop(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run ``coro`` on the fake's loop and wait for it from the caller's."""
-        if self._loop is None:
-            coro.close()
-            raise RuntimeError("DingTalkFake is not started")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
-
-    # ---- waiting (any loop) -------------------------------------------------------------------
-
-    def _notify(self) -> None:
-        with self._lock:
-            waiters = list(self._waiters)
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop is closed
-                loop.call_soon_threadsafe(event.set)
-
-    async def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        entry = (asyncio.get_running_loop(), asyncio.Event())
-        with self._lock:
-            self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    entry[1].clear()
-                    with self._lock:
-                        if predicate():
-                            return
-                    await entry[1].wait()
-        except TimeoutError:
-            raise TimeoutError(f"DingTalkFake: no {what} within {timeout}s") from None
-        finally:
-            with self._lock:
-                self._waiters.remove(entry)
 
     @property
     def connections(self) -> int:
