@@ -44,9 +44,10 @@ from sqlalchemy.engine import make_url
 from bot.app import App
 from bot.platforms.base import IncomingEvent
 from bot.platforms.console import ConsolePlatform
-from bot.settings import Settings
+from bot.settings import QuietSettings, Settings
 from conversations.org_service import import_org_file
 from storage.engine import Database
+from tests.bench_support import on_a_workday_morning
 
 # a database of its own: the benchmark drops its schema, which must never race the test suite's
 DEFAULT_POSTGRES_URL = os.environ.get(
@@ -213,18 +214,28 @@ async def answer_all(app: App, emails: list[str], concurrency: int) -> int:
 
 async def run_one(kind: str, url: str, people: int, concurrency: int, workdir: Path) -> dict[str, Any]:
     """Set up, time the answering phase and verify; returns the JSON record."""
-    if kind != "postgresql":
-        return await _run_app(kind, url, people, concurrency, workdir)
-    await ensure_database(url)
-    async with owning(url):
-        await fresh_postgres(url)
-        return await _run_app(kind, url, people, concurrency, workdir)
+    # "cycle start" starts everyone's check-in only on their workday: a weekend run would start nobody's
+    with on_a_workday_morning():
+        if kind != "postgresql":
+            return await _run_app(kind, url, people, concurrency, workdir)
+        await ensure_database(url)
+        async with owning(url):
+            await fresh_postgres(url)
+            return await _run_app(kind, url, people, concurrency, workdir)
 
 
 async def _run_app(kind: str, url: str, people: int, concurrency: int, workdir: Path) -> dict[str, Any]:
     """Migrate, import the org, start the cycle, then time everyone answering and check the result."""
     console = ConsolePlatform()
-    app = App(Settings(database_url=url, log_level="WARNING", _env_file=None), platforms={"console": console})
+    # the org spans Shanghai and Los Angeles: quiet hours would hold half its check-ins at any hour
+    settings = Settings(
+        database_url=url,
+        log_level="WARNING",
+        _env_file=None,
+        quiet=QuietSettings(enabled=False),
+        one_on_one_enabled=False,
+    )
+    app = App(settings, platforms={"console": console})
     try:
         await app.start()
         org = workdir / "org.csv"

@@ -108,7 +108,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -120,7 +120,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import web
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bot.app import App, platforms_from
 from bot.settings import (
@@ -131,9 +130,9 @@ from bot.settings import (
     Settings,
     SlackSettings,
 )
-from conversations.org_service import import_org_file
 from storage.clock import set_clock
 from storage.engine import Database
+from tests.bench_support import Unreachable, ensure_database, import_org, owning
 from tests.fakes.slack import PROXY_ENV_VARS, SlackFake
 
 DEFAULT_POSTGRES_URL = os.environ.get(
@@ -164,9 +163,6 @@ schedules:
 """
 PER_PERSON = 1  # the opening: the intro with the first question
 KINDS = ("intro",)
-# the advisory lock benchmarks/engine.py takes on the same database ("CADBENCH" in ASCII): keep equal
-LOCK_KEY = 0x4341444245_4E4348 % 2**63
-LOCK_WAIT = 600
 UNLIMITED_WAIT = 180.0
 SETTLE = 30.0  # seconds the outbox may take to settle after the last message arrived
 ORG_COLUMNS = (
@@ -186,10 +182,6 @@ log = logging.getLogger("benchmarks.fanout")
 
 class BenchmarkError(RuntimeError):
     """The run finished (or stalled) but Cadence did not do what it should."""
-
-
-class Unreachable(RuntimeError):
-    """The PostgreSQL server could not be reached (or logged into)."""
 
 
 # --- the platform's fake, in a process of its own ----------------------------------------------
@@ -644,75 +636,7 @@ def platform_id(platform: str, n: int) -> str:
     return f"UF{n:07d}"
 
 
-def import_main(url: str, path: str) -> None:
-    """The org import process."""
-    asyncio.run(_import(url, Path(path)))
-
-
-async def _import(url: str, path: Path) -> None:
-    db = Database(url, pool_size=1)
-    try:
-        await import_org_file(db, path)
-    finally:
-        await db.dispose()
-
-
-async def import_org(url: str, path: Path) -> None:
-    """Import the org from a process of its own, so its memory is not this process's peak."""
-    process = multiprocessing.get_context("spawn").Process(target=import_main, args=(url, str(path)))
-    process.start()
-    await asyncio.to_thread(process.join)
-    if process.exitcode != 0:
-        raise BenchmarkError(f"the org import process exited with {process.exitcode}")
-
-
 # --- a PostgreSQL database the benchmark owns (as benchmarks/engine.py does) -------------------
-
-
-def _unreachable(url: str, exc: Exception) -> Unreachable:
-    shown = make_url(url).render_as_string(hide_password=True)
-    return Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}")
-
-
-async def ensure_database(url: str) -> None:
-    """Create the benchmark's database on first use (through the server's own "postgres" database)."""
-    target = make_url(url)
-    server = Database(target.set(database="postgres").render_as_string(hide_password=False), pool_size=1)
-    try:
-        async with server.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-            exists = await conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}
-            )
-            if exists.scalar() is None:
-                await conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
-        raise _unreachable(url, exc) from exc
-    finally:
-        await server.dispose()
-
-
-@contextlib.asynccontextmanager
-async def owning(url: str) -> AsyncIterator[None]:
-    """Hold the benchmarks' advisory lock for the whole run, then start from an empty public schema."""
-    database = Database(url, pool_size=1)
-    try:
-        try:
-            conn = await database.engine.connect()
-        except Exception as exc:
-            raise _unreachable(url, exc) from exc
-        try:
-            await conn.execute(text(f"SET lock_timeout = '{LOCK_WAIT}s'"))
-            if not (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar():
-                log.warning("another benchmark is using this database; waiting up to %ds", LOCK_WAIT)
-                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-            await conn.commit()  # the lock belongs to the session, not to this transaction
-            yield
-        finally:
-            await conn.close()  # closing the session releases the lock
-    finally:
-        await database.dispose()
 
 
 # --- one case ----------------------------------------------------------------------------------

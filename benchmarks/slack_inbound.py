@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bot.app import App, platforms_from
-from bot.settings import DingtalkSettings, FeishuSettings, JiraSettings, Settings, SlackSettings
+from bot.settings import (
+    DingtalkSettings,
+    FeishuSettings,
+    JiraSettings,
+    QuietSettings,
+    Settings,
+    SlackSettings,
+)
 from conversations.org_service import import_org_file
 from storage.engine import Database
+from tests.bench_support import Unreachable, ensure_database, on_a_workday_morning, owning
 from tests.fakes.slack import PROXY_ENV_VARS, SlackFake
 
 DEFAULT_POSTGRES_URL = os.environ.get(
@@ -73,9 +80,6 @@ APP_TOKEN = "xapp-1-A0CADENCE-1618033988-BenchBenchBenchBench0002"
 PER_PERSON = 5  # the weekly recap's five steps; the "submit" click is left out (it posts nothing new)
 WAIT = 60.0  # seconds one event may take before the run is declared stuck
 
-# the advisory lock benchmarks/engine.py takes on the same database ("CADBENCH" in ASCII): keep equal
-LOCK_KEY = 0x4341444245_4E4348 % 2**63
-LOCK_WAIT = 600
 ORG_COLUMNS = (
     "email",
     "name",
@@ -93,10 +97,6 @@ log = logging.getLogger("benchmarks.slack_inbound")
 
 class BenchmarkError(RuntimeError):
     """The run finished (or stalled) but Cadence did not do what it should."""
-
-
-class Unreachable(RuntimeError):
-    """The PostgreSQL server could not be reached (or logged into)."""
 
 
 # --- the org (as benchmarks/engine.py generates it) --------------------------------------------
@@ -135,52 +135,6 @@ def write_org(path: Path, people: int) -> tuple[str, list[str]]:
 
 
 # --- a PostgreSQL database the benchmark owns (as benchmarks/engine.py does) -------------------
-
-
-def _unreachable(url: str, exc: Exception) -> Unreachable:
-    shown = make_url(url).render_as_string(hide_password=True)
-    return Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}")
-
-
-async def ensure_database(url: str) -> None:
-    """Create the benchmark's database on first use (through the server's own "postgres" database)."""
-    target = make_url(url)
-    server = Database(target.set(database="postgres").render_as_string(hide_password=False), pool_size=1)
-    try:
-        async with server.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-            exists = await conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}
-            )
-            if exists.scalar() is None:
-                await conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
-        raise _unreachable(url, exc) from exc
-    finally:
-        await server.dispose()
-
-
-@contextlib.asynccontextmanager
-async def owning(url: str) -> AsyncIterator[None]:
-    """Hold the benchmarks' advisory lock for the whole run, then start from an empty public schema."""
-    database = Database(url, pool_size=1)
-    try:
-        try:
-            conn = await database.engine.connect()
-        except Exception as exc:
-            raise _unreachable(url, exc) from exc
-        try:
-            await conn.execute(text(f"SET lock_timeout = '{LOCK_WAIT}s'"))
-            if not (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar():
-                log.warning("another benchmark is using this database; waiting up to %ds", LOCK_WAIT)
-                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-            await conn.commit()  # the lock belongs to the session, not to this transaction
-            yield
-        finally:
-            await conn.close()  # closing the session releases the lock
-    finally:
-        await database.dispose()
 
 
 @dataclass(frozen=True)
@@ -277,16 +231,21 @@ def settings_for(url: str, fake: SlackFake) -> Settings:
         feishu=FeishuSettings(),
         dingtalk=DingtalkSettings(),
         jira=JiraSettings(),
+        # Shanghai's evening is Los Angeles' night: quiet hours would hold half the org's check-ins
+        quiet=QuietSettings(enabled=False),
+        one_on_one_enabled=False,
     )
 
 
 async def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Set up, time the inbound phase and verify; returns the JSON record."""
-    if kind != "postgresql":
-        return await _run(kind, url, args, workdir)
-    await ensure_database(url)
-    async with owning(url):
-        return await _run(kind, url, args, workdir)
+    # "cycle start" starts everyone's check-in only on their workday: a weekend run would start nobody's
+    with on_a_workday_morning():
+        if kind != "postgresql":
+            return await _run(kind, url, args, workdir)
+        await ensure_database(url)
+        async with owning(url):
+            return await _run(kind, url, args, workdir)
 
 
 async def _run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

@@ -79,23 +79,19 @@ from typing import Any, TypeVar
 # run as a script: make the project importable without relying on an installed package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import distinct, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import distinct, func, select
 
 from connectors.base import Page, Scope
 from connectors.jira import JiraConnector, scope_id
 from connectors.sync import RunReport, SourceSync, SyncOptions
-from conversations.org_service import import_org_file
 from storage import sync_state, tasks
 from storage.engine import Database
 from storage.migrate import upgrade
+from tests.bench_support import Unreachable, ensure_database, import_org, owning
 
 DEFAULT_POSTGRES_URL = os.environ.get(
     "CADENCE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/cadence_bench"
 )
-# the advisory lock benchmarks/engine.py and fanout.py take on the same database ("CADBENCH"): keep equal
-LOCK_KEY = 0x4341444245_4E4348 % 2**63
-LOCK_WAIT = 600
 PROJECTS = ("PAY", "CORE", "WEB", "OPS")
 JQL = "project in (PAY, CORE, WEB, OPS)"
 AGE = timedelta(days=1)  # the generated issues' newest possible update lies this long before the run
@@ -110,10 +106,6 @@ T = TypeVar("T")
 
 class BenchmarkError(RuntimeError):
     """The fake or a helper process misbehaved."""
-
-
-class Unreachable(RuntimeError):
-    """The PostgreSQL server could not be reached (or logged into)."""
 
 
 # --- the Jira fake, in a process of its own ---------------------------------------------------------
@@ -245,75 +237,7 @@ def write_org(path: Path, users: list[tuple[str, str, bool]]) -> None:
             writer.writerow((email, name, "UTC", "GB", "en"))
 
 
-def import_main(url: str, path: str) -> None:
-    """The org import process."""
-    asyncio.run(_import(url, Path(path)))
-
-
-async def _import(url: str, path: Path) -> None:
-    db = Database(url, pool_size=1)
-    try:
-        await import_org_file(db, path)
-    finally:
-        await db.dispose()
-
-
-async def import_org(url: str, path: Path) -> None:
-    """Import the org from a process of its own, so its memory is not this process's peak."""
-    process = multiprocessing.get_context("spawn").Process(target=import_main, args=(url, str(path)))
-    process.start()
-    await asyncio.to_thread(process.join)
-    if process.exitcode != 0:
-        raise BenchmarkError(f"the org import process exited with {process.exitcode}")
-
-
 # --- a PostgreSQL database the benchmark owns (as benchmarks/engine.py does) -----------------------
-
-
-def _unreachable(url: str, exc: Exception) -> Unreachable:
-    shown = make_url(url).render_as_string(hide_password=True)
-    return Unreachable(f"PostgreSQL at {shown} is unreachable: {type(exc).__name__}: {exc}")
-
-
-async def ensure_database(url: str) -> None:
-    """Create the benchmark's database on first use (through the server's own "postgres" database)."""
-    target = make_url(url)
-    server = Database(target.set(database="postgres").render_as_string(hide_password=False), pool_size=1)
-    try:
-        async with server.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-            exists = await conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}
-            )
-            if exists.scalar() is None:
-                await conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    except Exception as exc:  # asyncpg raises OSError or its own errors when unreachable
-        raise _unreachable(url, exc) from exc
-    finally:
-        await server.dispose()
-
-
-@contextlib.asynccontextmanager
-async def owning(url: str) -> AsyncIterator[None]:
-    """Hold the benchmarks' advisory lock for the whole run, then start from an empty public schema."""
-    database = Database(url, pool_size=1)
-    try:
-        try:
-            conn = await database.engine.connect()
-        except Exception as exc:
-            raise _unreachable(url, exc) from exc
-        try:
-            await conn.execute(text(f"SET lock_timeout = '{LOCK_WAIT}s'"))
-            if not (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar():
-                log.warning("another benchmark is using this database; waiting up to %ds", LOCK_WAIT)
-                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-            await conn.commit()  # the lock belongs to the session, not to this transaction
-            yield
-        finally:
-            await conn.close()  # closing the session releases the lock
-    finally:
-        await database.dispose()
 
 
 # --- one run ---------------------------------------------------------------------------------------
